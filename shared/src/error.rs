@@ -1,0 +1,111 @@
+//! The library's error type: every failure carries the context an operator
+//! needs to act on it (which file, which link, which network).
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that a user or operator can fix (annotation, flag, network
+    /// definition). The message says what to change.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// Something that was asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+
+    /// The request conflicts with existing state (address in use, network in use, ...).
+    #[error("{0}")]
+    Conflict(String),
+
+    /// A pool ran out (addresses, subnets).
+    #[error("{0}")]
+    Exhausted(String),
+
+    /// A file-system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A system call without a path failed.
+    #[error("{op}: {source}")]
+    Sys {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A netlink request was refused by the kernel.
+    #[error("{op}: {source}")]
+    Netlink {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// nftables refused a change.
+    #[error("nftables: {0}")]
+    Firewall(String),
+
+    /// A stored JSON document could not be parsed.
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// Failure injected by a test through `WIREHOOK_FAIL_AT`.
+    #[error("injected failure at step {0} (WIREHOOK_FAIL_AT)")]
+    Injected(String),
+}
+
+impl Error {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { op, path: path.into(), source }
+    }
+
+    pub fn sys(op: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
+        Error::Sys { op: op.into(), source: source.into() }
+    }
+
+    pub fn netlink(op: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Netlink { op: op.into(), source }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    /// The OS error number behind this error, if any.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Io { source, .. } | Error::Sys { source, .. } | Error::Netlink { source, .. } => {
+                source.raw_os_error()
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<nix::Error> for Error {
+    fn from(e: nix::Error) -> Self {
+        Error::Sys { op: "system call".into(), source: e.into() }
+    }
+}
+
+/// Test hook: fail deliberately at a named step when `WIREHOOK_FAIL_AT`
+/// names it. The failure-injection tests walk every step of setup this way.
+pub fn fail_point(step: &str) -> Result<()> {
+    match std::env::var_os("WIREHOOK_FAIL_AT") {
+        Some(v) if v == step => Err(Error::Injected(step.to_string())),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,26 @@
+//! wirehook's shared library: everything the hook (`wirehook`) and the
+//! inspector (`wiretop`) both need.
+//!
+//! How the parts fit:
+//!
+//! - [`paths`] says where things live (`/etc/wirehook`, `/run/wirehook`, or a
+//!   test root), [`fsutil`] gives atomic writes and flock-based locks.
+//! - [`network`] holds network definitions (what the operator created with
+//!   `wirehook network create`); [`annotations`] and [`ports`] parse and
+//!   validate what a container asks for.
+//! - [`ipam`] hands out addresses from a network's pool (one lease file per
+//!   address, O(1) amortized); [`store`] keeps one record per wired
+//!   container, which is all teardown needs.
+//! - [`netns`] opens, enters, bind-mounts and enumerates network namespaces;
+//!   [`netlink`] talks rtnetlink (links, addresses, routes) in any of them.
+//! - [`firewall`] owns the `inet wirehook` nftables table: per-network rules
+//!   once, per-container set/map elements only, conntrack cleanup.
+//! - [`error`] is the error type every module returns.
+
+pub mod error;
+pub mod fsutil;
+pub mod netlink;
+pub mod netns;
+pub mod paths;
+
+pub use error::{Error, Result};

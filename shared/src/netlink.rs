@@ -1,0 +1,319 @@
+//! A small synchronous face over rtnetlink: the link, address and route
+//! operations wirehook needs, each one request/ack.
+//!
+//! A [`Netlink`] is bound to the namespace it was opened in. Open one in the
+//! host namespace with [`Netlink::new`] and one inside a container's
+//! namespace with [`Netlink::in_netns`] (the socket is created inside and
+//! stays bound there after the thread returns). rtnetlink is async; each
+//! handle drives a current-thread tokio runtime, which costs microseconds.
+
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+use futures::TryStreamExt;
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+
+use crate::error::{Error, Result};
+use crate::netns::NetNs;
+
+/// What wirehook needs to know about an existing link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub kind: Option<String>,
+    pub mtu: u32,
+    pub mac: Option<[u8; 6]>,
+    pub up: bool,
+    pub master: Option<u32>,
+}
+
+/// Everything the veth of a container needs: host end and container end
+/// are made in one request, the container end directly inside the
+/// container's namespace, both up.
+#[derive(Debug, Clone)]
+pub struct VethSpec<'a> {
+    pub host_name: &'a str,
+    pub master: Option<u32>,
+    pub mtu: u32,
+    pub peer_name: &'a str,
+    pub peer_ns: &'a NetNs,
+    pub peer_mac: Option<[u8; 6]>,
+}
+
+pub struct Netlink {
+    rt: tokio::runtime::Runtime,
+    handle: rtnetlink::Handle,
+}
+
+fn nl_err(op: impl Into<String>, e: rtnetlink::Error) -> Error {
+    let source = match e {
+        rtnetlink::Error::NetlinkError(m) => m.to_io(),
+        other => std::io::Error::other(other.to_string()),
+    };
+    Error::netlink(op, source)
+}
+
+fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code().abs() == errno)
+}
+
+impl Netlink {
+    /// A socket in the calling thread's current namespace.
+    pub fn new() -> Result<Netlink> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .map_err(|e| Error::sys("start netlink runtime", e))?;
+        let (conn, handle, _) = {
+            let _ctx = rt.enter();
+            rtnetlink::new_connection().map_err(|e| Error::sys("open netlink socket", e))?
+        };
+        rt.spawn(conn);
+        Ok(Netlink { rt, handle })
+    }
+
+    /// A socket inside `ns`; the calling thread returns to its namespace.
+    pub fn in_netns(ns: &NetNs) -> Result<Netlink> {
+        let _guard = ns.enter()?;
+        Netlink::new()
+    }
+
+    fn block<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Look a link up by name.
+    pub fn link(&self, name: &str) -> Result<Option<Link>> {
+        let req = self.handle.link().get().match_name(name.to_string()).execute();
+        match self.block(async { futures::pin_mut!(req); req.try_next().await }) {
+            Ok(Some(msg)) => Ok(Some(link_from_message(&msg))),
+            Ok(None) => Ok(None),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+            Err(e) => Err(nl_err(format!("look up link {name}"), e)),
+        }
+    }
+
+    /// Every link in this namespace.
+    pub fn links(&self) -> Result<Vec<Link>> {
+        let req = self.handle.link().get().execute();
+        let msgs: Vec<LinkMessage> = self
+            .block(req.try_collect())
+            .map_err(|e| nl_err("list links", e))?;
+        Ok(msgs.iter().map(link_from_message).collect())
+    }
+
+    /// Create a bridge (up) unless one of that name exists; returns its index.
+    pub fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> Result<u32> {
+        if let Some(l) = self.link(name)? {
+            if l.kind.as_deref() != Some("bridge") {
+                return Err(Error::Conflict(format!(
+                    "interface {name} exists and is a {} device, not a bridge; remove it or pick another bridge name",
+                    l.kind.as_deref().unwrap_or("plain")
+                )));
+            }
+            if !l.up {
+                self.set_up(l.index)?;
+            }
+            return Ok(l.index);
+        }
+        let mut b = LinkBridge::new(name).up();
+        if let Some(m) = mtu {
+            b = b.mtu(m);
+        }
+        match self.block(self.handle.link().add(b.build()).execute()) {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, libc::EEXIST) => {}
+            Err(e) => return Err(nl_err(format!("create bridge {name}"), e)),
+        }
+        self.link(name)?
+            .map(|l| l.index)
+            .ok_or_else(|| Error::NotFound(format!("bridge {name} vanished after creation")))
+    }
+
+    /// Create a veth pair per `spec`; returns the host end's index.
+    pub fn create_veth(&self, spec: &VethSpec<'_>) -> Result<u32> {
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(spec.peer_name.to_string())
+            .mtu(spec.mtu)
+            .setns_by_fd(spec.peer_ns.as_fd().as_raw_fd())
+            .up();
+        if let Some(mac) = spec.peer_mac {
+            peer = peer.address(mac.to_vec());
+        }
+        let mut host = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+            .name(spec.host_name.to_string())
+            .mtu(spec.mtu)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+        if let Some(m) = spec.master {
+            host = host.controller(m);
+        }
+        self.block(self.handle.link().add(host.build()).execute()).map_err(|e| {
+            nl_err(format!("create veth {} <-> {}", spec.host_name, spec.peer_name), e)
+        })?;
+        self.link(spec.host_name)?
+            .map(|l| l.index)
+            .ok_or_else(|| Error::NotFound(format!("veth {} vanished after creation", spec.host_name)))
+    }
+
+    /// Set a link up.
+    pub fn set_up(&self, index: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).up().build();
+        self.block(self.handle.link().set(msg).execute())
+            .map_err(|e| nl_err(format!("set link {index} up"), e))
+    }
+
+    /// Set the loopback device up (a fresh namespace has it down).
+    pub fn loopback_up(&self) -> Result<()> {
+        let lo = self
+            .link("lo")?
+            .ok_or_else(|| Error::NotFound("no loopback device in namespace".into()))?;
+        if lo.up {
+            return Ok(());
+        }
+        self.set_up(lo.index)
+    }
+
+    /// Delete a link by name; `Ok(false)` if it did not exist.
+    pub fn delete_link(&self, name: &str) -> Result<bool> {
+        let Some(l) = self.link(name)? else { return Ok(false) };
+        match self.block(self.handle.link().del(l.index).execute()) {
+            Ok(()) => Ok(true),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
+            Err(e) => Err(nl_err(format!("delete link {name}"), e)),
+        }
+    }
+
+    /// Add an address; an identical existing address is fine.
+    pub fn add_address(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<()> {
+        match self.block(self.handle.address().add(index, addr, prefix).execute()) {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
+            Err(e) => Err(nl_err(format!("add address {addr}/{prefix} to link {index}"), e)),
+        }
+    }
+
+    /// Add a default route via `gateway` out of link `index`.
+    pub fn add_default_route(&self, gateway: IpAddr, index: u32) -> Result<()> {
+        let msg = match gateway {
+            IpAddr::V4(gw) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+            IpAddr::V6(gw) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+        };
+        match self.block(self.handle.route().add(msg).execute()) {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
+            Err(e) => Err(nl_err(format!("add default route via {gateway}"), e)),
+        }
+    }
+
+    /// The routes of this namespace's main table as (destination, prefix, gateway, oif).
+    pub fn routes(&self, v6: bool) -> Result<Vec<Route>> {
+        let msg = if v6 {
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
+        } else {
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
+        };
+        let req = self.handle.route().get(msg).execute();
+        let msgs: Vec<_> = self.block(req.try_collect()).map_err(|e| nl_err("list routes", e))?;
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute};
+        let ip = |a: &RouteAddress| match a {
+            RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
+            RouteAddress::Inet6(v) => Some(IpAddr::V6(*v)),
+            _ => None,
+        };
+        Ok(msgs
+            .iter()
+            .map(|m| {
+                let mut r = Route {
+                    destination: None,
+                    prefix: m.header.destination_prefix_length,
+                    gateway: None,
+                    oif: None,
+                    table: u32::from(m.header.table),
+                };
+                for a in &m.attributes {
+                    match a {
+                        RouteAttribute::Destination(d) => r.destination = ip(d),
+                        RouteAttribute::Gateway(g) => r.gateway = ip(g),
+                        RouteAttribute::Oif(i) => r.oif = Some(*i),
+                        RouteAttribute::Table(t) => r.table = *t,
+                        _ => {}
+                    }
+                }
+                r
+            })
+            .collect())
+    }
+
+    /// The addresses of this namespace as (link index, address, prefix).
+    pub fn addresses(&self) -> Result<Vec<(u32, IpAddr, u8)>> {
+        let req = self.handle.address().get().execute();
+        let msgs: Vec<_> =
+            self.block(req.try_collect()).map_err(|e| nl_err("list addresses", e))?;
+        use netlink_packet_route::address::AddressAttribute;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| {
+                m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => {
+                        Some((m.header.index, *ip, m.header.prefix_len))
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+}
+
+/// A route as wirehook reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub destination: Option<IpAddr>,
+    pub prefix: u8,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub table: u32,
+}
+
+fn link_from_message(msg: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: msg.header.index,
+        name: String::new(),
+        kind: None,
+        mtu: 0,
+        mac: None,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        master: None,
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Mtu(m) => link.mtu = *m,
+            LinkAttribute::Controller(m) => link.master = Some(*m),
+            LinkAttribute::Address(a) if a.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(a);
+                link.mac = Some(mac);
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        link.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}

@@ -1,0 +1,95 @@
+//! Where wirehook keeps its files.
+//!
+//! Two trees: the operator's configuration (`/etc/wirehook`: network
+//! definitions, policy, host config) and the run-time state
+//! (`/run/wirehook`: records, leases, locks, namespace bind mounts, log).
+//! Both move together with one setting, `WIREHOOK_ROOT=DIR` or
+//! `wirehook --root DIR`, which makes them `DIR/etc/wirehook` and
+//! `DIR/run/wirehook`; tests and side-by-side instances use that.
+
+use std::path::{Path, PathBuf};
+
+/// Environment variable that moves both trees under one directory.
+pub const ROOT_ENV: &str = "WIREHOOK_ROOT";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paths {
+    pub config_dir: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            config_dir: PathBuf::from("/etc/wirehook"),
+            run_dir: PathBuf::from("/run/wirehook"),
+        }
+    }
+}
+
+impl Paths {
+    /// Paths from `--root` if given, else `WIREHOOK_ROOT`, else the defaults.
+    pub fn resolve(root: Option<&Path>) -> Self {
+        match root {
+            Some(r) => Self::under(r),
+            None => match std::env::var_os(ROOT_ENV) {
+                Some(r) if !r.is_empty() => Self::under(Path::new(&r)),
+                _ => Self::default(),
+            },
+        }
+    }
+
+    /// Both trees below `root`.
+    pub fn under(root: &Path) -> Self {
+        Paths {
+            config_dir: root.join("etc/wirehook"),
+            run_dir: root.join("run/wirehook"),
+        }
+    }
+
+    /// Operator-defined networks, one JSON file each.
+    pub fn networks_dir(&self) -> PathBuf {
+        self.config_dir.join("networks")
+    }
+    pub fn network_file(&self, name: &str) -> PathBuf {
+        self.networks_dir().join(format!("{name}.json"))
+    }
+    /// The operator's policy (which inline annotations are allowed).
+    pub fn policy_file(&self) -> PathBuf {
+        self.config_dir.join("policy.json")
+    }
+    /// Host-wide settings (default bridge subnet, store, underlay).
+    pub fn host_config_file(&self) -> PathBuf {
+        self.config_dir.join("config.json")
+    }
+    /// One record per wired container.
+    pub fn records_dir(&self) -> PathBuf {
+        self.run_dir.join("containers")
+    }
+    pub fn record_file(&self, id: &str) -> PathBuf {
+        self.records_dir().join(format!("{id}.json"))
+    }
+    /// Address leases of one network.
+    pub fn leases_dir(&self, network: &str) -> PathBuf {
+        self.run_dir.join("leases").join(network)
+    }
+    /// Bind mounts that keep container namespaces reachable (like `ip netns`).
+    pub fn netns_dir(&self) -> PathBuf {
+        self.run_dir.join("netns")
+    }
+    pub fn netns_file(&self, id: &str) -> PathBuf {
+        self.netns_dir().join(id)
+    }
+    /// Lock files (flock), one per network plus one for the firewall table.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.run_dir.join("locks")
+    }
+    /// What the host side of a network currently looks like (bridge made, rules in place).
+    pub fn realized_dir(&self) -> PathBuf {
+        self.run_dir.join("realized")
+    }
+    /// Fallback log when there is no syslog socket.
+    pub fn log_file(&self) -> PathBuf {
+        self.run_dir.join("wirehook.log")
+    }
+}
