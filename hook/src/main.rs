@@ -1,1 +1,121 @@
-fn main() {}
+//! `wirehook`: the OCI runtime hook and its operator CLI.
+//!
+//! runc, crun, podman and CRI-O run `wirehook hook STAGE` with the
+//! container's state on stdin; setup wires the container's namespace into
+//! the network its `io.wirehook.*` annotations ask for, poststop removes it
+//! all again. Operators use the other subcommands.
+//!
+//! How the crate fits together:
+//! - `commands/`: one module per subcommand (`hook`, `network`, `ps`,
+//!   `gc`, `check`); `hook` orchestrates setup and teardown.
+//! - `drivers/`: one module per network mode behind the `Driver` trait
+//!   (setup, teardown, check).
+//! - `resolve` turns requested network names into definitions; `bundle`
+//!   reads and edits config.json (`prepare`); `state` reads the runtime's
+//!   state JSON; `undo` is the journal that rolls back a failed setup;
+//!   `log` writes one line per action.
+//! - Everything shared with `wiretop` (store, namespaces, netlink,
+//!   firewall) is in the `wirehook_shared` crate.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wirehook_shared::paths::Paths;
+
+mod bundle;
+mod commands;
+mod drivers;
+mod log;
+mod resolve;
+mod state;
+mod undo;
+
+#[derive(Parser)]
+#[command(
+    name = "wirehook",
+    version,
+    about = "Network containers from an OCI runtime hook: bridge, host, none, container:<id>",
+    long_about = "wirehook wires containers into networks when runc, crun, podman or CRI-O call it as an OCI hook \
+(`wirehook hook createRuntime` / `poststop`), driven by io.wirehook.* annotations. \
+The other subcommands manage networks and inspect or clean up what it made.",
+    after_help = "Files: network definitions in /etc/wirehook/networks, state in /run/wirehook \
+(both move with --root DIR or WIREHOOK_ROOT=DIR)."
+)]
+struct Cli {
+    /// Keep configuration and state under DIR/etc/wirehook and DIR/run/wirehook (also WIREHOOK_ROOT)
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run as an OCI hook: reads the container state JSON on stdin
+    #[command(after_help = "Stages: createRuntime or prestart set up, poststop tears down, others do nothing.\n\
+Without STAGE the stage follows from the state's status (stopped: poststop; with a pid: setup), \
+which is what hooks.d/wirehook.json relies on.\n\
+Example by hand: echo '{\"id\":\"c1\",\"pid\":1234,\"bundle\":\"/b\",\"annotations\":{\"io.wirehook.network\":\"bridge\"}}' | wirehook hook createRuntime")]
+    Hook {
+        /// The OCI hook stage (default: from the state's status)
+        stage: Option<commands::hook::Stage>,
+    },
+    /// Create, list, inspect and remove networks
+    #[command(subcommand)]
+    Network(commands::network::NetworkCmd),
+    /// List the containers wirehook wired
+    Ps {
+        /// Print JSON records instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove what belongs to containers that no longer run
+    Gc {
+        /// Only say what would be removed
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Compare wirehook's records with what the kernel shows
+    Check {
+        /// Container id or name (default: all)
+        container: Option<String>,
+    },
+    /// Add wirehook's hooks to BUNDLE/config.json and fit its network namespace to the requested mode (runc/crun)
+    Prepare {
+        /// The OCI bundle directory
+        bundle: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let paths = Paths::resolve(cli.root.as_deref());
+    let result = match cli.command {
+        Command::Hook { stage } => commands::hook::run(&paths, stage),
+        Command::Network(cmd) => {
+            log::init(&paths, "network");
+            commands::network::run(&paths, cmd)
+        }
+        Command::Ps { json } => commands::ps::run(&paths, json),
+        Command::Gc { dry_run } => {
+            log::init(&paths, "gc");
+            commands::gc::run(&paths, dry_run)
+        }
+        Command::Check { container } => commands::check::run(&paths, container.as_deref()),
+        Command::Prepare { bundle } => {
+            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/wirehook"));
+            bundle::prepare(&paths, &bundle, &exe, cli.root.as_deref()).map(|s| println!("{s}"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost context, then its causes.
+            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+            eprintln!("wirehook: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -26,28 +26,25 @@ pub enum Error {
     Exhausted(String),
 
     /// A file-system operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {}: {err}", path.display())]
     Io {
         op: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
 
     /// A system call without a path failed.
-    #[error("{op}: {source}")]
+    #[error("{op}: {err}")]
     Sys {
         op: String,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
 
     /// A netlink request was refused by the kernel.
-    #[error("{op}: {source}")]
+    #[error("{op}: {err}")]
     Netlink {
         op: String,
-        #[source]
-        source: std::io::Error,
+        err: std::io::Error,
     },
 
     /// nftables refused a change.
@@ -55,11 +52,12 @@ pub enum Error {
     Firewall(String),
 
     /// A stored JSON document could not be parsed.
-    #[error("{path}: {source}")]
+    /// (Causes are part of each message, not a separate `source`, so an
+    /// error prints as one line without repeats.)
+    #[error("{}: {err}", path.display())]
     Json {
         path: PathBuf,
-        #[source]
-        source: serde_json::Error,
+        err: serde_json::Error,
     },
 
     /// Failure injected by a test through `WIREHOOK_FAIL_AT`.
@@ -69,15 +67,15 @@ pub enum Error {
 
 impl Error {
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io { op, path: path.into(), err: source }
     }
 
     pub fn sys(op: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
-        Error::Sys { op: op.into(), source: source.into() }
+        Error::Sys { op: op.into(), err: source.into() }
     }
 
     pub fn netlink(op: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Netlink { op: op.into(), source }
+        Error::Netlink { op: op.into(), err: source }
     }
 
     pub fn invalid(msg: impl Into<String>) -> Self {
@@ -87,8 +85,8 @@ impl Error {
     /// The OS error number behind this error, if any.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } | Error::Sys { source, .. } | Error::Netlink { source, .. } => {
-                source.raw_os_error()
+            Error::Io { err, .. } | Error::Sys { err, .. } | Error::Netlink { err, .. } => {
+                err.raw_os_error()
             }
             _ => None,
         }
@@ -97,7 +95,7 @@ impl Error {
 
 impl From<nix::Error> for Error {
     fn from(e: nix::Error) -> Self {
-        Error::Sys { op: "system call".into(), source: e.into() }
+        Error::Sys { op: "system call".into(), err: e.into() }
     }
 }
 

@@ -17,10 +17,18 @@
 //!   once, per-container set/map elements only, conntrack cleanup.
 //! - [`error`] is the error type every module returns.
 
+pub mod annotations;
 pub mod error;
+pub mod firewall;
 pub mod fsutil;
+pub mod hostconfig;
+pub mod ipam;
 pub mod netlink;
 pub mod netns;
+pub mod network;
 pub mod paths;
+pub mod ports;
+pub mod store;
+pub mod sysctl;
 
 pub use error::{Error, Result};

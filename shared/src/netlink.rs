@@ -33,7 +33,8 @@ pub struct Link {
 
 /// Everything the veth of a container needs: host end and container end
 /// are made in one request, the container end directly inside the
-/// container's namespace, both up.
+/// container's namespace; the host end comes up at once, the container
+/// end is set up from inside (see [`Netlink::create_veth`]).
 #[derive(Debug, Clone)]
 pub struct VethSpec<'a> {
     pub host_name: &'a str,
@@ -139,8 +140,10 @@ impl Netlink {
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(spec.peer_name.to_string())
             .mtu(spec.mtu)
-            .setns_by_fd(spec.peer_ns.as_fd().as_raw_fd())
-            .up();
+            .setns_by_fd(spec.peer_ns.as_fd().as_raw_fd());
+        // The peer cannot be created up: the kernel opens it before the
+        // pair is linked and refuses (ENOTCONN). The caller sets it up
+        // from inside the container.
         if let Some(mac) = spec.peer_mac {
             peer = peer.address(mac.to_vec());
         }

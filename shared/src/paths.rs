@@ -69,6 +69,14 @@ impl Paths {
     pub fn record_file(&self, id: &str) -> PathBuf {
         self.records_dir().join(format!("{id}.json"))
     }
+    /// Name index: `names/NAME` holds the id of the container using NAME.
+    pub fn names_dir(&self) -> PathBuf {
+        self.run_dir.join("names")
+    }
+    /// `sharers/OWNER/SHARER`: containers that joined OWNER's namespace.
+    pub fn sharers_dir(&self, owner: &str) -> PathBuf {
+        self.run_dir.join("sharers").join(owner)
+    }
     /// Address leases of one network.
     pub fn leases_dir(&self, network: &str) -> PathBuf {
         self.run_dir.join("leases").join(network)

@@ -1,0 +1,95 @@
+//! `wirehook gc`: finish what a poststop could not (a runtime that crashed
+//! or was killed before poststop). A container is gone when no process is
+//! left in its namespace (wirehook's own bind mount may still hold the
+//! namespace) — or, for host and container modes, when its recorded
+//! process is gone. Also removes leftovers that no record owns: leases,
+//! names, bind mounts and host-side veths.
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+use wirehook_shared::netlink::Netlink;
+use wirehook_shared::netns;
+use wirehook_shared::paths::Paths;
+use wirehook_shared::store::{self, Mode, Records};
+
+use crate::commands::hook::teardown_record;
+use crate::log;
+
+pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
+    let records = Records::new(paths);
+    let by_ns = netns::processes_by_netns();
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut live_ids = HashSet::new();
+    let mut removed = 0;
+    for rec in records.list() {
+        let alive = match rec.mode {
+            Mode::Host | Mode::Container => store::process_alive(rec.pid, rec.pid_start),
+            _ => by_ns.contains_key(&rec.netns_inode),
+        };
+        if alive {
+            live_ids.insert(rec.id.clone());
+            continue;
+        }
+        removed += 1;
+        println!("{verb} {} ({}, {} mode): no process left", rec.id, rec.name, rec.mode);
+        if !dry_run {
+            for p in teardown_record(paths, &rec) {
+                println!("  problem: {p}");
+            }
+        }
+    }
+
+    // Leftovers no record owns.
+    let leases_root = paths.run_dir.join("leases");
+    for net in std::fs::read_dir(&leases_root).into_iter().flatten().flatten() {
+        for lease in std::fs::read_dir(net.path()).into_iter().flatten().flatten() {
+            let name = lease.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            let owner = std::fs::read_to_string(lease.path()).unwrap_or_default().trim().to_string();
+            if !live_ids.contains(&owner) && records.get(&owner).ok().flatten().is_none() {
+                println!("{verb} lease {name} on {} (owner {owner} has no record)", net.file_name().to_string_lossy());
+                if !dry_run {
+                    let _ = std::fs::remove_file(lease.path());
+                }
+            }
+        }
+    }
+    for m in std::fs::read_dir(paths.netns_dir()).into_iter().flatten().flatten() {
+        let id = m.file_name().to_string_lossy().to_string();
+        if records.get(&id).ok().flatten().is_none() {
+            println!("{verb} namespace bind mount {}", m.path().display());
+            if !dry_run {
+                let _ = netns::unmount(&m.path());
+            }
+        }
+    }
+    for n in std::fs::read_dir(paths.names_dir()).into_iter().flatten().flatten() {
+        let id = std::fs::read_to_string(n.path()).unwrap_or_default();
+        if records.get(id.trim()).ok().flatten().is_none() {
+            if !dry_run {
+                let _ = std::fs::remove_file(n.path());
+            }
+        }
+    }
+    // Host ends of veths that no record names (made by a setup that was killed).
+    if let Ok(nl) = Netlink::new() {
+        let known: HashSet<String> = records
+            .list()
+            .iter()
+            .flat_map(|r| r.interfaces.iter().filter_map(|i| i.host_ifname.clone()))
+            .collect();
+        for link in nl.links().unwrap_or_default() {
+            if link.name.starts_with("whv") && link.kind.as_deref() == Some("veth") && !known.contains(&link.name) {
+                println!("{verb} stray veth {}", link.name);
+                if !dry_run {
+                    let _ = nl.delete_link(&link.name);
+                }
+            }
+        }
+    }
+    log::info(format!("gc: {removed} container(s) {verb}"));
+    Ok(())
+}

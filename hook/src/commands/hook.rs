@@ -1,0 +1,303 @@
+//! `wirehook hook STAGE`: what runtimes call. Setup at createRuntime or
+//! prestart, teardown at poststop, nothing at the other stages.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use wirehook_shared::annotations::{self, NetworkRequest, NETWORK_KEY};
+use wirehook_shared::error::fail_point;
+use wirehook_shared::netlink::Netlink;
+use wirehook_shared::netns::{self, NetNs};
+use wirehook_shared::network::now;
+use wirehook_shared::paths::Paths;
+use wirehook_shared::store::{self, ContainerRecord, Mode, Records, RECORD_VERSION};
+
+use crate::bundle::{self, BundleNetns};
+use crate::drivers::{self, Attachment, HostCx, SetupCx};
+use crate::log;
+use crate::resolve;
+use crate::state::State;
+use crate::undo::{Change, Undo};
+
+/// OCI hook stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "camelCase")]
+pub enum Stage {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+/// The stage a runtime is at, from the state's status, for callers that
+/// give one hook entry for several stages (a hooks.d file lists one set of
+/// args for createRuntime and poststop).
+fn infer_stage(state: &State) -> Stage {
+    match state.status.as_str() {
+        "stopped" => Stage::Poststop,
+        "running" => Stage::Poststart,
+        _ if state.live_pid().is_some() => Stage::CreateRuntime,
+        _ => Stage::Poststop,
+    }
+}
+
+pub fn run(paths: &Paths, stage: Option<Stage>) -> Result<()> {
+    let state = State::from_stdin()?;
+    log::init(paths, &state.id);
+    let stage = stage.unwrap_or_else(|| infer_stage(&state));
+    match stage {
+        Stage::CreateRuntime | Stage::Prestart => setup(paths, &state),
+        Stage::Poststop => {
+            teardown(paths, &state.id);
+            Ok(())
+        }
+        other => {
+            log::info(format!("stage {other:?}: nothing to do"));
+            Ok(())
+        }
+    }
+}
+
+/// Annotations from the state, else from the bundle's config.json (some
+/// callers pass only a few in the state).
+fn annotations_of(state: &State) -> BTreeMap<String, String> {
+    if state.annotations.contains_key(NETWORK_KEY) || state.bundle.as_os_str().is_empty() {
+        return state.annotations.clone();
+    }
+    let from_config = std::fs::read(state.bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::from_value::<BTreeMap<String, String>>(v.get("annotations")?.clone()).ok())
+        .unwrap_or_default();
+    let mut all = from_config;
+    all.extend(state.annotations.clone());
+    all
+}
+
+pub fn setup(paths: &Paths, state: &State) -> Result<()> {
+    let ann = annotations_of(state);
+    let Some(req) = annotations::parse(&ann)? else {
+        return Ok(());
+    };
+    let pid = state.live_pid().context(
+        "the runtime sent no pid: wirehook sets up at the createRuntime or prestart stage, list it there",
+    )?;
+    let netns = NetNs::of_pid(pid)?;
+    let records = Records::new(paths);
+    if let Some(existing) = records.get(&state.id)? {
+        if existing.netns_inode == netns.inode() {
+            log::info("already wired (setup ran at an earlier stage): nothing to do");
+            return Ok(());
+        }
+        log::warn("a record for this id belongs to an older namespace: tearing that down first");
+        teardown_record(paths, &existing);
+    }
+    let name = annotations::container_name(&ann, &state.id);
+    let bundle_netns = if state.bundle.as_os_str().is_empty() {
+        BundleNetns::Unknown
+    } else {
+        bundle::read_netns(&state.bundle)
+    };
+    let host_nl = Netlink::new()?;
+    let mut undo = Undo::default();
+    let result = wire(paths, state, pid, &req, &name, &netns, &bundle_netns, &host_nl, &mut undo);
+    match result {
+        Ok(rec) => {
+            log::info(format!(
+                "wired {} ({}) in {} mode: {}",
+                rec.id,
+                rec.name,
+                rec.mode,
+                rec.interfaces
+                    .iter()
+                    .map(|i| format!("{} {}", i.ifname, i.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            log::error(format!("setup failed: {e}; undoing"));
+            undo.rollback(paths, &state.id, Some(&host_nl));
+            Err(e.into())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn wire(
+    paths: &Paths,
+    state: &State,
+    pid: i32,
+    req: &annotations::Request,
+    name: &str,
+    netns: &NetNs,
+    bundle_netns: &BundleNetns,
+    host_nl: &Netlink,
+    undo: &mut Undo,
+) -> wirehook_shared::Result<ContainerRecord> {
+    let records = Records::new(paths);
+    let mut rec = ContainerRecord {
+        version: RECORD_VERSION,
+        id: state.id.clone(),
+        name: name.to_string(),
+        mode: Mode::None,
+        netns_inode: netns.inode(),
+        netns_path: None,
+        shares_with: None,
+        interfaces: Vec::new(),
+        pid,
+        pid_start: store::process_start(pid).unwrap_or(0),
+        bundle: (!state.bundle.as_os_str().is_empty()).then(|| state.bundle.clone()),
+        created: now(),
+    };
+    fail_point("name")?;
+    records.claim_name(name, &state.id)?;
+    undo.push(Change::Name(name.to_string()));
+
+    let mut cx = SetupCx::new(paths, &state.id, req, netns, bundle_netns, host_nl, undo)?;
+    match &req.network {
+        NetworkRequest::Host => {
+            rec.mode = Mode::Host;
+            drivers::for_mode(Mode::Host).setup(&mut cx, None)?;
+        }
+        NetworkRequest::None => {
+            rec.mode = Mode::None;
+            drivers::for_mode(Mode::None).setup(&mut cx, None)?;
+        }
+        NetworkRequest::Container(_) => {
+            rec.mode = Mode::Container;
+            drivers::for_mode(Mode::Container).setup(&mut cx, None)?;
+            let NetworkRequest::Container(key) = &req.network else { unreachable!() };
+            let owner = drivers::container::owner(&cx, key)?;
+            records.add_sharer(&owner.id, &state.id)?;
+            cx.undo.push(Change::Sharer { owner: owner.id.clone(), sharer: state.id.clone() });
+            rec.shares_with = Some(owner.id);
+        }
+        NetworkRequest::Networks(names) => {
+            if netns.inode() == cx.host_inode {
+                return Err(wirehook_shared::Error::invalid(format!(
+                    "io.wirehook.network={} needs the container in its own network namespace, but it runs in the host's: add {{\"type\": \"network\"}} to linux.namespaces in config.json (or run `wirehook prepare BUNDLE`)",
+                    names.join(",")
+                )));
+            }
+            let defs = resolve::networks(paths, host_nl, names, req)?;
+            cx.container_nl()?.loopback_up()?;
+            for (i, def) in defs.iter().enumerate() {
+                let driver = drivers::for_network(def.driver)?;
+                let ifname = match (i, &req.ifname) {
+                    (0, Some(n)) => n.clone(),
+                    _ => format!("eth{i}"),
+                };
+                let at = Attachment { network: def, index: i, ifname };
+                if let Some(iface) = driver.setup(&mut cx, Some(&at))? {
+                    rec.interfaces.push(iface);
+                }
+            }
+            rec.mode = drivers::mode_of(defs[0].driver);
+        }
+    }
+    let undo = cx.undo;
+
+    // Keep the namespace reachable by path (what `prepare` points sharers at).
+    fail_point("bindmount")?;
+    if !matches!(rec.mode, Mode::Host | Mode::Container) {
+        let path = paths.netns_file(&state.id);
+        let _ = netns::unmount(&path);
+        netns.bind_mount(&path)?;
+        undo.push(Change::Mount(path.clone()));
+        rec.netns_path = Some(path);
+    }
+    fail_point("record")?;
+    records.put(&rec)?;
+    undo.push(Change::Record(state.id.clone()));
+    fail_point("done")?;
+    Ok(rec)
+}
+
+/// Teardown by container id; always succeeds, logs what it could not do.
+pub fn teardown(paths: &Paths, id: &str) -> Vec<String> {
+    match Records::new(paths).get(id) {
+        Ok(Some(rec)) => teardown_record(paths, &rec),
+        Ok(None) => {
+            log::info("poststop: no record, nothing to tear down");
+            Vec::new()
+        }
+        Err(e) => {
+            let msg = format!("poststop: cannot read the record: {e}");
+            log::error(&msg);
+            vec![msg]
+        }
+    }
+}
+
+/// Will the container's namespace outlive our bind mount? Only if a
+/// process still lives in it: the container's own (a teardown while it
+/// runs, e.g. `wirehook gc --force`) or a sharer's.
+fn netns_in_use(paths: &Paths, rec: &ContainerRecord) -> bool {
+    let in_ns = |pid: i32| netns::inode_of_pid(pid) == Some(rec.netns_inode);
+    if rec.pid > 0 && store::process_alive(rec.pid, rec.pid_start) && in_ns(rec.pid) {
+        return true;
+    }
+    let records = Records::new(paths);
+    records.sharers(&rec.id).iter().any(|s| {
+        records
+            .get(s)
+            .ok()
+            .flatten()
+            .is_some_and(|r| store::process_alive(r.pid, r.pid_start) && in_ns(r.pid))
+    })
+}
+
+/// Remove everything the record says wirehook made.
+pub fn teardown_record(paths: &Paths, rec: &ContainerRecord) -> Vec<String> {
+    let host_nl = match Netlink::new() {
+        Ok(nl) => nl,
+        Err(e) => {
+            let msg = format!("cannot open netlink: {e}; leaving {} for `wirehook gc`", rec.id);
+            log::error(&msg);
+            return vec![msg];
+        }
+    };
+    let mut cx = HostCx {
+        paths,
+        host_nl: &host_nl,
+        netns_alive: !matches!(rec.mode, Mode::Host | Mode::Container) && netns_in_use(paths, rec),
+        problems: Vec::new(),
+    };
+    if rec.interfaces.is_empty() {
+        drivers::for_mode(rec.mode).teardown(&mut cx, rec, None);
+    }
+    for iface in rec.interfaces.iter().rev() {
+        match drivers::for_network(iface.driver) {
+            Ok(d) => d.teardown(&mut cx, rec, Some(iface)),
+            Err(e) => cx.problem(format!("{}: {e}", rec.id)),
+        }
+    }
+    let records = Records::new(paths);
+    if let Some(p) = &rec.netns_path {
+        if let Err(e) = netns::unmount(p) {
+            cx.problem(format!("cannot unmount {}: {e}", p.display()));
+        }
+    }
+    if let Some(owner) = &rec.shares_with {
+        if let Err(e) = records.remove_sharer(owner, &rec.id) {
+            cx.problem(format!("cannot forget sharing with {owner}: {e}"));
+        }
+    }
+    if let Err(e) = records.release_name(&rec.name, &rec.id) {
+        cx.problem(format!("cannot release name {}: {e}", rec.name));
+    }
+    if let Err(e) = records.remove(&rec.id) {
+        cx.problem(format!("cannot remove the record: {e}"));
+    }
+    log::info(format!(
+        "tore down {} ({} mode){}",
+        rec.id,
+        rec.mode,
+        if cx.problems.is_empty() { String::new() } else { format!(" with {} problem(s)", cx.problems.len()) }
+    ));
+    cx.problems
+}

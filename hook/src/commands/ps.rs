@@ -1,0 +1,63 @@
+//! `wirehook ps`: the containers wirehook wired, from their records.
+
+use anyhow::Result;
+use wirehook_shared::paths::Paths;
+use wirehook_shared::store::Records;
+
+/// Print rows as a left-aligned table with a header.
+pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+pub fn run(paths: &Paths, json: bool) -> Result<()> {
+    let records = Records::new(paths).list_with(|e| eprintln!("wirehook: skipping unreadable record: {e}"));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+        return Ok(());
+    }
+    let rows: Vec<[String; 7]> = records
+        .iter()
+        .map(|r| {
+            let join = |f: &dyn Fn(&wirehook_shared::store::InterfaceRecord) -> String| {
+                let v: Vec<String> = r.interfaces.iter().map(f).collect();
+                if v.is_empty() { "-".to_string() } else { v.join(",") }
+            };
+            let network = match (&r.shares_with, r.interfaces.is_empty()) {
+                (Some(o), _) => format!("container:{}", &o[..o.len().min(12)]),
+                (None, true) => r.mode.to_string(),
+                (None, false) => join(&|i| i.network.clone()),
+            };
+            [
+                r.id[..r.id.len().min(12)].to_string(),
+                r.name.clone(),
+                r.mode.to_string(),
+                network,
+                join(&|i| i.ifname.clone()),
+                join(&|i| i.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ")),
+                join(&|i| i.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "NAME", "MODE", "NETWORK", "IFACE", "ADDRESSES", "PORTS"], &rows);
+    Ok(())
+}
