@@ -14,9 +14,15 @@ use crate::error::{Error, Result};
 
 /// `/proc/sys/...` for a dotted (or slash-separated) key.
 fn path_of(key: &str) -> Result<PathBuf> {
-    let rel = if key.contains('/') { key.trim_matches('/').to_string() } else { key.replace('.', "/") };
+    let rel = if key.contains('/') {
+        key.trim_matches('/').to_string()
+    } else {
+        key.replace('.', "/")
+    };
     let ok = !rel.is_empty()
-        && rel.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
         && !rel.contains('\0');
     if !ok {
         return Err(Error::Invalid(format!("invalid sysctl key {key:?}")));
@@ -63,7 +69,12 @@ pub fn enable_ip_forward(v6: bool) -> Result<bool> {
 /// 127.0.0.0/8 (the host reaching a published port on 127.0.0.1) be
 /// routed out of `ifname`.
 pub fn set_route_localnet(ifname: &str) -> Result<()> {
-    if ifname.is_empty() || ifname.len() > 15 || ifname.contains('/') || ifname == "." || ifname == ".." {
+    if ifname.is_empty()
+        || ifname.len() > 15
+        || ifname.contains('/')
+        || ifname == "."
+        || ifname == ".."
+    {
         return Err(Error::Invalid(format!("invalid interface name {ifname:?}")));
     }
     ensure(&format!("net/ipv4/conf/{ifname}/route_localnet"), "1").map(|_| ())
@@ -75,7 +86,10 @@ mod tests {
 
     #[test]
     fn keys_map_to_paths() {
-        assert_eq!(path_of("net.ipv4.ip_forward").unwrap(), PathBuf::from("/proc/sys/net/ipv4/ip_forward"));
+        assert_eq!(
+            path_of("net.ipv4.ip_forward").unwrap(),
+            PathBuf::from("/proc/sys/net/ipv4/ip_forward")
+        );
         assert_eq!(
             path_of("net/ipv4/conf/eth0.100/route_localnet").unwrap(),
             PathBuf::from("/proc/sys/net/ipv4/conf/eth0.100/route_localnet")

@@ -30,7 +30,11 @@ struct TestNs {
 
 impl TestNs {
     fn new() -> TestNs {
-        let name = format!("wh-fw-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "wh-fw-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         run(&["ip", "netns", "add", &name]);
         let ns = TestNs { name };
         ns.cmd(&["ip", "link", "set", "lo", "up"]);
@@ -57,7 +61,11 @@ impl TestNs {
 
     /// Run a command inside the namespace; it must succeed. Returns stdout.
     fn cmd(&self, args: &[&str]) -> String {
-        let mut full = vec!["nsenter".to_string(), format!("--net={}", self.path().display()), "--".into()];
+        let mut full = vec![
+            "nsenter".to_string(),
+            format!("--net={}", self.path().display()),
+            "--".into(),
+        ];
         full.extend(args.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = full.iter().map(String::as_str).collect();
         run(&refs)
@@ -73,13 +81,18 @@ impl TestNs {
     fn has_table(&self) -> bool {
         let out = self.cmd(&["nft", "-j", "list", "tables"]);
         let v: Value = serde_json::from_str(&out).unwrap();
-        items(&v).iter().any(|i| i.get("table").is_some_and(|t| t["name"] == "wirehook" && t["family"] == "inet"))
+        items(&v).iter().any(|i| {
+            i.get("table")
+                .is_some_and(|t| t["name"] == "wirehook" && t["family"] == "inet")
+        })
     }
 }
 
 impl Drop for TestNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .status();
     }
 }
 
@@ -103,11 +116,20 @@ fn items(v: &Value) -> Vec<Value> {
 }
 
 fn chain_names(v: &Value) -> Vec<String> {
-    items(v).iter().filter_map(|i| i.get("chain")).map(|c| c["name"].as_str().unwrap().to_string()).collect()
+    items(v)
+        .iter()
+        .filter_map(|i| i.get("chain"))
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn rules_in(v: &Value, chain: &str) -> Vec<Value> {
-    items(v).iter().filter_map(|i| i.get("rule")).filter(|r| r["chain"] == chain).cloned().collect()
+    items(v)
+        .iter()
+        .filter_map(|i| i.get("rule"))
+        .filter(|r| r["chain"] == chain)
+        .cloned()
+        .collect()
 }
 
 /// Elements of a set or map (empty when it has none).
@@ -115,14 +137,21 @@ fn elements(v: &Value, set: &str) -> Vec<Value> {
     for i in items(v) {
         let s = i.get("set").or_else(|| i.get("map"));
         if let Some(s) = s.filter(|s| s["name"] == set) {
-            return s.get("elem").and_then(|e| e.as_array()).cloned().unwrap_or_default();
+            return s
+                .get("elem")
+                .and_then(|e| e.as_array())
+                .cloned()
+                .unwrap_or_default();
         }
     }
     panic!("no set {set} in {v}");
 }
 
 fn port_elements(v: &Value) -> usize {
-    ["pub4_any", "pub4_ip", "pub6_any", "pub6_ip"].iter().map(|s| elements(v, s).len()).sum()
+    ["pub4_any", "pub4_ip", "pub6_any", "pub6_ip"]
+        .iter()
+        .map(|s| elements(v, s).len())
+        .sum()
 }
 
 fn net(s: &str) -> IpNetwork {
@@ -134,7 +163,13 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn tcp(host_port: u16, container: &str, container_port: u16) -> PortRule {
-    PortRule { protocol: Protocol::Tcp, host_ip: None, host_port, container_ip: ip(container), container_port }
+    PortRule {
+        protocol: Protocol::Tcp,
+        host_ip: None,
+        host_port,
+        container_ip: ip(container),
+        container_port,
+    }
 }
 
 #[test]
@@ -149,7 +184,12 @@ fn table_is_created_once_with_its_maps_and_base_chains() {
     let mut chains = chain_names(&t);
     chains.sort();
     assert_eq!(chains, ["forward", "output", "postrouting", "prerouting"]);
-    for (chain, n) in [("prerouting", 4), ("output", 4), ("postrouting", 2), ("forward", 3)] {
+    for (chain, n) in [
+        ("prerouting", 4),
+        ("output", 4),
+        ("postrouting", 2),
+        ("forward", 3),
+    ] {
         assert_eq!(rules_in(&t, chain).len(), n, "rules in {chain}: {t}");
     }
     for set in [
@@ -167,7 +207,11 @@ fn table_is_created_once_with_its_maps_and_base_chains() {
         assert!(elements(&t, set).is_empty());
     }
     // The forward chain must not drop anything by itself.
-    let fwd = items(&t).into_iter().filter_map(|i| i.get("chain").cloned()).find(|c| c["name"] == "forward").unwrap();
+    let fwd = items(&t)
+        .into_iter()
+        .filter_map(|i| i.get("chain").cloned())
+        .find(|c| c["name"] == "forward")
+        .unwrap();
     assert_eq!(fwd["policy"], "accept");
 
     // Rewriting an existing table (as after an upgrade) keeps elements.
@@ -180,7 +224,9 @@ fn table_is_created_once_with_its_maps_and_base_chains() {
     let t = ns.table();
     assert_eq!(elements(&t, "pub4_any").len(), 1);
     assert_eq!(rules_in(&t, "prerouting").len(), 4);
-    assert!(items(&t).iter().any(|i| i.get("set").is_some_and(|s| s["name"] == "ruleset_v1")));
+    assert!(items(&t)
+        .iter()
+        .any(|i| i.get("set").is_some_and(|s| s["name"] == "ruleset_v1")));
 
     // A bare table made by hand is filled in.
     let ns = TestNs::new();
@@ -193,16 +239,36 @@ fn table_is_created_once_with_its_maps_and_base_chains() {
 fn realizing_a_network_twice_leaves_one_copy() {
     let ns = TestNs::new();
     let subnets = [net("10.77.0.0/24"), net("fd00:77::/64")];
-    let rules = NetworkRules { name: "front", bridge: "wh-front", subnets: &subnets, internal: false };
+    let rules = NetworkRules {
+        name: "front",
+        bridge: "wh-front",
+        subnets: &subnets,
+        internal: false,
+    };
     ns.run(|| firewall::realize_network(&rules).unwrap());
     let first = ns.table();
     ns.run(|| firewall::realize_network(&rules).unwrap());
     let t = ns.table();
-    let mut chains: Vec<String> = chain_names(&t).into_iter().filter(|c| c.starts_with("nw-")).collect();
+    let mut chains: Vec<String> = chain_names(&t)
+        .into_iter()
+        .filter(|c| c.starts_with("nw-"))
+        .collect();
     chains.sort();
-    assert_eq!(chains, ["nw-front-fwdin", "nw-front-fwdout", "nw-front-hairpin", "nw-front-masq"]);
+    assert_eq!(
+        chains,
+        [
+            "nw-front-fwdin",
+            "nw-front-fwdout",
+            "nw-front-hairpin",
+            "nw-front-masq"
+        ]
+    );
     for c in &chains {
-        assert_eq!(rules_in(&t, c).len(), rules_in(&first, c).len(), "{c} after the second realize");
+        assert_eq!(
+            rules_in(&t, c).len(),
+            rules_in(&first, c).len(),
+            "{c} after the second realize"
+        );
         assert!(!rules_in(&t, c).is_empty());
     }
     // v4 and v6 masquerade, hairpin for 127/8 and both subnets.
@@ -210,20 +276,38 @@ fn realizing_a_network_twice_leaves_one_copy() {
     assert_eq!(rules_in(&t, "nw-front-hairpin").len(), 3);
     assert_eq!(rules_in(&t, "prerouting").len(), 4);
     assert_eq!(elements(&t, "bridges"), [Value::from("wh-front")]);
-    for map in ["fwd_from_bridge", "fwd_to_bridge", "nat_from_bridge", "nat_to_bridge"] {
+    for map in [
+        "fwd_from_bridge",
+        "fwd_to_bridge",
+        "nat_from_bridge",
+        "nat_to_bridge",
+    ] {
         let e = elements(&t, map);
         assert_eq!(e.len(), 1, "{map}: {e:?}");
         assert_eq!(e[0][0], "wh-front");
     }
     let listing = ns.cmd(&["nft", "list", "map", "inet", "wirehook", "fwd_from_bridge"]);
-    assert!(listing.contains("\"wh-front\" : jump nw-front-fwdout"), "{listing}");
+    assert!(
+        listing.contains("\"wh-front\" : jump nw-front-fwdout"),
+        "{listing}"
+    );
 
     // Turning it into an internal network rewrites the chains in place.
-    let internal = NetworkRules { internal: true, ..rules };
+    let internal = NetworkRules {
+        internal: true,
+        ..rules
+    };
     ns.run(|| firewall::realize_network(&internal).unwrap());
     let t = ns.table();
     assert!(rules_in(&t, "nw-front-masq").is_empty());
-    let text = ns.cmd(&["nft", "list", "chain", "inet", "wirehook", "nw-front-fwdout"]);
+    let text = ns.cmd(&[
+        "nft",
+        "list",
+        "chain",
+        "inet",
+        "wirehook",
+        "nw-front-fwdout",
+    ]);
     assert!(text.contains("drop"), "{text}");
     assert!(!text.contains("ct status dnat"), "{text}");
     let text = ns.cmd(&["nft", "list", "chain", "inet", "wirehook", "nw-front-fwdin"]);
@@ -235,10 +319,26 @@ fn invalid_names_are_refused_before_nft_runs() {
     let ns = TestNs::new();
     let subnets = [net("10.77.0.0/24")];
     ns.run(|| {
-        let bad = NetworkRules { name: "a b; flush ruleset", bridge: "wh-x", subnets: &subnets, internal: false };
-        assert!(matches!(firewall::realize_network(&bad), Err(Error::Invalid(_))));
-        let bad = NetworkRules { name: "ok", bridge: "wh-\"x", subnets: &subnets, internal: false };
-        assert!(matches!(firewall::realize_network(&bad), Err(Error::Invalid(_))));
+        let bad = NetworkRules {
+            name: "a b; flush ruleset",
+            bridge: "wh-x",
+            subnets: &subnets,
+            internal: false,
+        };
+        assert!(matches!(
+            firewall::realize_network(&bad),
+            Err(Error::Invalid(_))
+        ));
+        let bad = NetworkRules {
+            name: "ok",
+            bridge: "wh-\"x",
+            subnets: &subnets,
+            internal: false,
+        };
+        assert!(matches!(
+            firewall::realize_network(&bad),
+            Err(Error::Invalid(_))
+        ));
     });
     assert!(!ns.has_table());
 }
@@ -249,16 +349,36 @@ fn removing_a_network_deletes_its_chains_and_elements_only() {
     let a = [net("10.77.0.0/24")];
     let b = [net("10.78.0.0/24")];
     ns.run(|| {
-        firewall::realize_network(&NetworkRules { name: "a", bridge: "wh-a", subnets: &a, internal: false }).unwrap();
-        firewall::realize_network(&NetworkRules { name: "b", bridge: "wh-b", subnets: &b, internal: true }).unwrap();
+        firewall::realize_network(&NetworkRules {
+            name: "a",
+            bridge: "wh-a",
+            subnets: &a,
+            internal: false,
+        })
+        .unwrap();
+        firewall::realize_network(&NetworkRules {
+            name: "b",
+            bridge: "wh-b",
+            subnets: &b,
+            internal: true,
+        })
+        .unwrap();
         firewall::remove_network("a", "wh-a").unwrap();
     });
     let t = ns.table();
-    let nw: Vec<String> = chain_names(&t).into_iter().filter(|c| c.starts_with("nw-")).collect();
+    let nw: Vec<String> = chain_names(&t)
+        .into_iter()
+        .filter(|c| c.starts_with("nw-"))
+        .collect();
     assert_eq!(nw.len(), 4, "{nw:?}");
     assert!(nw.iter().all(|c| c.starts_with("nw-b-")), "{nw:?}");
     assert_eq!(elements(&t, "bridges"), [Value::from("wh-b")]);
-    for map in ["fwd_from_bridge", "fwd_to_bridge", "nat_from_bridge", "nat_to_bridge"] {
+    for map in [
+        "fwd_from_bridge",
+        "fwd_to_bridge",
+        "nat_from_bridge",
+        "nat_to_bridge",
+    ] {
         assert_eq!(elements(&t, map).len(), 1, "{map}");
     }
     ns.run(|| {
@@ -311,7 +431,10 @@ fn ports_are_added_and_removed_as_elements() {
     // What nft shows is what was meant (checks the byte encoding).
     let text = ns.cmd(&["nft", "list", "table", "inet", "wirehook"]);
     assert!(text.contains("tcp . 18080 : 10.77.0.2 . 8080"), "{text}");
-    assert!(text.contains("10.99.0.1 . udp . 5353 : 10.77.0.2 . 53"), "{text}");
+    assert!(
+        text.contains("10.99.0.1 . udp . 5353 : 10.77.0.2 . 53"),
+        "{text}"
+    );
     assert!(text.contains("sctp . 9999 : fd00:77::2 . 9"), "{text}");
 
     ns.run(|| {
@@ -341,10 +464,14 @@ fn a_taken_host_port_is_refused_and_nothing_of_the_batch_stays() {
     ns.run(|| {
         firewall::ensure_table().unwrap();
         firewall::add_ports(&[tcp(18080, "10.77.0.2", 8080)]).unwrap();
-        let err = firewall::add_ports(&[tcp(18081, "10.77.0.3", 80), tcp(18080, "10.77.0.3", 80)]).unwrap_err();
+        let err = firewall::add_ports(&[tcp(18081, "10.77.0.3", 80), tcp(18080, "10.77.0.3", 80)])
+            .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, Error::Firewall(_)), "{err:?}");
-        assert!(msg.contains("18080") && msg.contains("10.77.0.2:8080"), "{msg}");
+        assert!(
+            msg.contains("18080") && msg.contains("10.77.0.2:8080"),
+            "{msg}"
+        );
         // Someone else's element is not removed by a stale rule.
         firewall::remove_ports(&[tcp(18080, "10.77.0.3", 80)]).unwrap();
     });
@@ -415,10 +542,19 @@ fn conntrack_entries_of_addresses_are_flushed() {
     assert_eq!(n, 4);
     let after = conntrack_list(&ns);
     assert_eq!(after.lines().count(), 2, "{after}");
-    assert!(!after.contains("10.77.0.2 ") && !after.contains("fd00:77::2 "), "{after}");
-    assert!(after.contains("10.77.0.20") && after.contains("fd00:77::20"), "{after}");
+    assert!(
+        !after.contains("10.77.0.2 ") && !after.contains("fd00:77::2 "),
+        "{after}"
+    );
+    assert!(
+        after.contains("10.77.0.20") && after.contains("fd00:77::20"),
+        "{after}"
+    );
     // Nothing left: zero, no error; no addresses: zero.
-    assert_eq!(ns.run(|| firewall::flush_conntrack(&[ip("10.77.0.2")]).unwrap()), 0);
+    assert_eq!(
+        ns.run(|| firewall::flush_conntrack(&[ip("10.77.0.2")]).unwrap()),
+        0
+    );
     assert_eq!(ns.run(|| firewall::flush_conntrack(&[]).unwrap()), 0);
 }
 
@@ -431,16 +567,35 @@ fn forward_drop_policy_of_another_table_is_reported() {
     });
     // What docker does (through iptables-nft).
     ns.cmd(&["nft", "add", "table", "ip", "filter"]);
-    ns.cmd(&["nft", "add", "chain", "ip", "filter", "FORWARD", "{ type filter hook forward priority 0; policy drop; }"]);
+    ns.cmd(&[
+        "nft",
+        "add",
+        "chain",
+        "ip",
+        "filter",
+        "FORWARD",
+        "{ type filter hook forward priority 0; policy drop; }",
+    ]);
     ns.cmd(&["nft", "add", "chain", "ip", "filter", "DOCKER-USER"]);
     let msg = ns.run(firewall::forward_drop_warning).expect("a warning");
     assert!(!msg.contains('\n'));
     assert!(msg.contains("ip filter FORWARD"), "{msg}");
-    assert!(msg.contains("iptables -I DOCKER-USER -i wh-+ -j ACCEPT"), "{msg}");
+    assert!(
+        msg.contains("iptables -I DOCKER-USER -i wh-+ -j ACCEPT"),
+        "{msg}"
+    );
     // An accept policy is fine.
     ns.cmd(&["nft", "delete", "table", "ip", "filter"]);
     ns.cmd(&["nft", "add", "table", "inet", "other"]);
-    ns.cmd(&["nft", "add", "chain", "inet", "other", "fwd_other", "{ type filter hook forward priority 0; policy accept; }"]);
+    ns.cmd(&[
+        "nft",
+        "add",
+        "chain",
+        "inet",
+        "other",
+        "fwd_other",
+        "{ type filter hook forward priority 0; policy accept; }",
+    ]);
     assert_eq!(ns.run(firewall::forward_drop_warning), None);
 }
 
@@ -457,15 +612,27 @@ fn sysctls_are_per_namespace() {
         assert!(!sysctl::enable_ip_forward(true).unwrap());
         assert_eq!(sysctl::read("net.ipv4.ip_forward").unwrap(), "1");
         assert_eq!(sysctl::read("net.ipv6.conf.all.forwarding").unwrap(), "1");
-        assert_eq!(sysctl::read("net/ipv4/conf/wh-s/route_localnet").unwrap(), "0");
+        assert_eq!(
+            sysctl::read("net/ipv4/conf/wh-s/route_localnet").unwrap(),
+            "0"
+        );
         sysctl::set_route_localnet("wh-s").unwrap();
         sysctl::set_route_localnet("wh-s").unwrap();
-        assert_eq!(sysctl::read("net/ipv4/conf/wh-s/route_localnet").unwrap(), "1");
+        assert_eq!(
+            sysctl::read("net/ipv4/conf/wh-s/route_localnet").unwrap(),
+            "1"
+        );
         sysctl::write("net.ipv4.conf.wh-s.route_localnet", "0").unwrap();
-        assert_eq!(sysctl::read("net.ipv4.conf.wh-s.route_localnet").unwrap(), "0");
+        assert_eq!(
+            sysctl::read("net.ipv4.conf.wh-s.route_localnet").unwrap(),
+            "0"
+        );
         assert!(sysctl::set_route_localnet("missing0").is_err());
     });
-    assert_eq!(ns.cmd(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(), "1");
+    assert_eq!(
+        ns.cmd(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(),
+        "1"
+    );
     assert_eq!(sysctl::read("net.ipv4.ip_forward").unwrap(), root_forward);
 }
 
@@ -499,8 +666,12 @@ impl Echo {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(5)).expect("server started");
-        Echo { stop, thread: Some(thread) }
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("server started");
+        Echo {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -527,8 +698,27 @@ fn ask(ns: &TestNs, addr: &str) -> std::io::Result<String> {
 
 /// Put a veth into `container` with `addr`, its peer `host_if` into the
 /// host namespace (enslaved to `bridge` if given), default route via `gw`.
-fn plug(host: &TestNs, host_if: &str, bridge: Option<&str>, container: &TestNs, addr: &str, gw: &str) {
-    host.cmd(&["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", &container.name]);
+fn plug(
+    host: &TestNs,
+    host_if: &str,
+    bridge: Option<&str>,
+    container: &TestNs,
+    addr: &str,
+    gw: &str,
+) {
+    host.cmd(&[
+        "ip",
+        "link",
+        "add",
+        host_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &container.name,
+    ]);
     if let Some(br) = bridge {
         host.cmd(&["ip", "link", "set", host_if, "master", br]);
     }
@@ -549,9 +739,30 @@ fn published_port_carries_real_traffic() {
         host.cmd(&["ip", "addr", "add", gw, "dev", br]);
         host.cmd(&["ip", "link", "set", br, "up"]);
     }
-    plug(&host, "veth-c1", Some("wh-ta"), &c1, "10.77.0.2/24", "10.77.0.1");
-    plug(&host, "veth-c2", Some("wh-ta"), &c2, "10.77.0.3/24", "10.77.0.1");
-    plug(&host, "veth-c3", Some("wh-tb"), &c3, "10.78.0.2/24", "10.78.0.1");
+    plug(
+        &host,
+        "veth-c1",
+        Some("wh-ta"),
+        &c1,
+        "10.77.0.2/24",
+        "10.77.0.1",
+    );
+    plug(
+        &host,
+        "veth-c2",
+        Some("wh-ta"),
+        &c2,
+        "10.77.0.3/24",
+        "10.77.0.1",
+    );
+    plug(
+        &host,
+        "veth-c3",
+        Some("wh-tb"),
+        &c3,
+        "10.78.0.2/24",
+        "10.78.0.1",
+    );
     plug(&host, "uplink", None, &peer, "10.99.0.2/24", "10.99.0.1");
     host.cmd(&["ip", "addr", "add", "10.99.0.1/24", "dev", "uplink"]);
 
@@ -560,8 +771,20 @@ fn published_port_carries_real_traffic() {
     let port = tcp(18080, "10.77.0.2", 8080);
     host.run(|| {
         firewall::ensure_table().unwrap();
-        firewall::realize_network(&NetworkRules { name: "ta", bridge: "wh-ta", subnets: &a, internal: false }).unwrap();
-        firewall::realize_network(&NetworkRules { name: "tb", bridge: "wh-tb", subnets: &b, internal: false }).unwrap();
+        firewall::realize_network(&NetworkRules {
+            name: "ta",
+            bridge: "wh-ta",
+            subnets: &a,
+            internal: false,
+        })
+        .unwrap();
+        firewall::realize_network(&NetworkRules {
+            name: "tb",
+            bridge: "wh-tb",
+            subnets: &b,
+            internal: false,
+        })
+        .unwrap();
         sysctl::enable_ip_forward(false).unwrap();
         sysctl::set_route_localnet("wh-ta").unwrap();
         firewall::add_ports(std::slice::from_ref(&port)).unwrap();
@@ -579,7 +802,10 @@ fn published_port_carries_real_traffic() {
     // Another network: only through the published port.
     assert_eq!(ask(&c3, "10.99.0.1:18080").unwrap(), "peer=10.77.0.1");
     let direct = ask(&c3, "10.77.0.2:8080");
-    assert!(direct.is_err(), "network tb reached network ta directly: {direct:?}");
+    assert!(
+        direct.is_err(),
+        "network tb reached network ta directly: {direct:?}"
+    );
     // Outgoing traffic is masqueraded behind the uplink address.
     assert_eq!(ask(&c1, "10.99.0.2:9090").unwrap(), "peer=10.99.0.1");
 
@@ -649,4 +875,41 @@ fn bench_add_remove_ports() {
         println!("remove 5000 ports in one call: {:?}", t.elapsed());
     });
     assert_eq!(port_elements(&ns.table()), 0);
+}
+
+#[test]
+#[ignore = "benchmark: cargo test -p wirehook-shared --test firewall -- --ignored --nocapture"]
+fn bench_flush_conntrack() {
+    let ns = TestNs::new();
+    ns.run(|| firewall::ensure_table().unwrap());
+    for others in [1000usize, 20000] {
+        // `others` unrelated entries plus 10 of the container's.
+        let mut lines = String::new();
+        for i in 0..others + 10 {
+            let src = if i < others {
+                format!("10.1.{}.{}", i / 250, i % 250 + 1)
+            } else {
+                "10.99.0.2".into()
+            };
+            let dst = if i < others { "10.2.0.1" } else { "10.77.0.2" };
+            let port = 1000 + i % 60000;
+            lines.push_str(&format!(
+                "-I -p tcp -s {src} -d {dst} --sport {port} --dport 80 -r {dst} -q {src} --reply-port-src 80 --reply-port-dst {port} --state ESTABLISHED -u SEEN_REPLY -t 600\n"
+            ));
+        }
+        let file = std::env::temp_dir().join(format!("wh-fw-ct-{}.txt", std::process::id()));
+        std::fs::write(&file, lines).unwrap();
+        ns.cmd(&["conntrack", "-R", file.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&file);
+        let t = Instant::now();
+        let n = ns.run(|| firewall::flush_conntrack(&[ip("10.77.0.2")]).unwrap());
+        println!(
+            "flush_conntrack with {others} other entries: {:?} ({n} deleted)",
+            t.elapsed()
+        );
+        assert_eq!(n, 10);
+        let t = Instant::now();
+        ns.run(|| firewall::flush_conntrack(&[ip("10.77.0.2")]).unwrap());
+        println!("  again, nothing to delete: {:?}", t.elapsed());
+    }
 }

@@ -1,7 +1,8 @@
 //! [`DummyHook`]: a `/bin/sh` hook that records every call — argv, the exact
 //! environment it was given, working directory, stdin (the state), its
 //! network namespace, and its parent and grandparent command lines — so
-//! tests can see what a runtime really passes to hooks.
+//! tests can see what a runtime really passes to hooks — plus a copy of
+//! the bundle's `config.json` as it was during the call.
 //!
 //! Each call lands in its own directory `LOG/<nanoseconds>-<pid>/`. The
 //! script uses absolute paths only, so it works with an empty environment.
@@ -43,6 +44,8 @@ pub struct HookCall {
     pub parent: Vec<String>,
     /// Grandparent's command line.
     pub grandparent: Vec<String>,
+    /// `BUNDLE/config.json` as it was during the call (if readable).
+    pub config: Option<Value>,
 }
 
 impl HookCall {
@@ -88,6 +91,8 @@ pwd > "$d/cwd"
 gp=$(/bin/sed -n 's/^PPid:[[:space:]]*//p' /proc/$PPID/status 2>/dev/null)
 [ -n "$gp" ] && /bin/cat /proc/$gp/cmdline > "$d/grandparent" 2>/dev/null
 /bin/cat > "$d/stdin.tmp"
+b=$(/bin/sed -n 's/.*"bundle":"\([^"]*\)".*/\1/p' "$d/stdin.tmp")
+[ -n "$b" ] && [ -f "$b/config.json" ] && /bin/cp "$b/config.json" "$d/config.json"
 /bin/mv "$d/stdin.tmp" "$d/stdin"
 exit 0
 "#;
@@ -169,6 +174,7 @@ impl DummyHook {
                     netns: text("netns"),
                     parent: split_nul(&read("parent")),
                     grandparent: split_nul(&read("grandparent")),
+                    config: serde_json::from_slice(&read("config.json")).ok(),
                 }
             })
             .collect()

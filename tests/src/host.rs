@@ -243,6 +243,13 @@ impl TestHost {
         cmd::run(&mut c, stdin.map(str::as_bytes), DEFAULT_TIMEOUT)
     }
 
+    /// Sets a sysctl inside the host namespace (`sysctl -qw KEY=VALUE`; only
+    /// the `net.*` ones are per namespace).
+    pub fn sysctl(&self, key: &str, value: &str) {
+        self.exec(&["sysctl", "-qw", &format!("{key}={value}")])
+            .expect_success(&format!("sysctl {key}={value}"));
+    }
+
     /// `ip -j -d link show` in the host namespace, parsed.
     pub fn links_json(&self) -> Value {
         self.json(&["ip", "-j", "-d", "link", "show"])

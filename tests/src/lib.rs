@@ -74,7 +74,10 @@
 //! Loop over [`Runtime::ALL`] to cover runc, crun and podman alike; the
 //! [`runtime`] module documents how each one is invoked on these machines
 //! (crun needs a mount namespace without the cgroup2 mount; podman gets its
-//! own storage, locks and hooks.d under the test's root).
+//! own storage, locks and hooks.d under the test's root), and
+//! `tests/RUNTIMES.md` records what each runtime passes to hooks (stages,
+//! status, pid, environment, working directory, annotations) — the facts the
+//! hook has to cope with.
 //!
 //! ## Tools
 //!

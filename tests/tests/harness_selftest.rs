@@ -410,6 +410,14 @@ fn runtime_round_trip(rt: Runtime) {
         assert_eq!(call.netns_inode(), Some(host.netns_inode()), "hook netns");
         assert_eq!(call.env_var("DUMMY"), Some("1"));
     }
+    let entry = NetNsEntry::from_config(setup.config.as_ref().expect("config.json copied"));
+    let links = ctr.exec(&["ip", "-o", "link"]).expect_success("ip link");
+    eprintln!(
+        "[{}] config.json network entry at createRuntime: {entry:?}\n[{}] links inside: {}",
+        rt.name(),
+        rt.name(),
+        links.stdout_str().trim()
+    );
     eprintln!(
         "[{}] start took {start_time:?}\n[{}] createRuntime: argv={:?} cwd={} env={:?}\n  parent={:?}\n  grandparent={:?}\n  stdin={}",
         rt.name(), rt.name(), setup.argv, setup.cwd, setup.env, setup.parent, setup.grandparent, setup.stdin
@@ -587,5 +595,44 @@ fn hook_bind_mounts_reach_the_test_and_are_cleaned_up() {
             assert_eq!(sys::ns_inode(&handle), Some(ns), "{}", rt.name());
         }
         traces.assert_gone();
+    }
+}
+
+/// The bundle's network entry decides the container's namespace under every
+/// runtime: absent → the host's, a path → that one (podman: `--network host`
+/// and `--network ns:PATH`).
+#[test]
+fn every_runtime_honours_the_bundle_network_entry() {
+    let host = TestHost::new("nsent");
+    let other = host.container("other");
+    for rt in Runtime::ALL {
+        for (tag, entry, want) in [
+            ("host", NetNsEntry::Absent, host.netns_inode()),
+            (
+                "path",
+                NetNsEntry::Path(other.netns_path()),
+                other.netns_inode(),
+            ),
+        ] {
+            let bundle = Bundle::busybox(
+                &host.root().join(format!("bundle-{}-{tag}", rt.name())),
+                &["sleep", "3600"],
+                &[],
+            );
+            bundle.set_netns(&entry);
+            assert_eq!(bundle.netns_entry(), entry);
+            let ctr = rt.start(
+                &host,
+                &bundle,
+                &host.unique_id(&format!("{}-{tag}", rt.name())),
+            );
+            assert_eq!(
+                sys::netns_inode_of_pid(ctr.pid()),
+                Some(want),
+                "{} with {entry:?}",
+                rt.name()
+            );
+            ctr.stop().expect_success("stop");
+        }
     }
 }

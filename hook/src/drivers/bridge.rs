@@ -188,8 +188,8 @@ impl Driver for Bridge {
             }
             other => other,
         };
-        match created {
-            Ok(_) => {}
+        let host_index = match created {
+            Ok(i) => i,
             Err(e) if e.errno() == Some(libc::EEXIST) => {
                 return Err(Error::Conflict(format!(
                     "the container already has an interface named {}: pick another with io.wirehook.ifname",
@@ -197,7 +197,7 @@ impl Driver for Bridge {
                 )))
             }
             Err(e) => return Err(e),
-        }
+        };
         cx.undo.push(Change::HostLink(host_name.clone()));
 
         // Addresses and routes inside the container.
@@ -229,6 +229,8 @@ impl Driver for Bridge {
         let ports: Vec<PortMapping> = if first { cx.request.ports.clone() } else { Vec::new() };
         let rules = port_rules(&ports, &addresses);
         if !rules.is_empty() {
+            // So the container reaches its own published ports via the host.
+            cx.host_nl.set_bridge_port_hairpin(host_index)?;
             firewall::add_ports(&rules)?;
             cx.undo.push(Change::Ports(rules));
         }

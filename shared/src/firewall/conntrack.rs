@@ -13,11 +13,13 @@
 //! original tuple, zone and id, so a newer entry with the same tuple is
 //! not hit). The kernel cannot filter a delete by address, and a delete
 //! without a tuple flushes the whole table, so every delete names one.
+//! It uses the process's cached netfilter socket: closing a fresh one
+//! would wait for nf_tables' pending destroy work (see `nfnetlink`).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use super::nfnetlink::{Attrs, Msg, Socket, NFNL_SUBSYS_CTNETLINK, NLM_F_DUMP};
+use super::nfnetlink::{with_socket, Attrs, Msg, Socket, NFNL_SUBSYS_CTNETLINK, NLM_F_DUMP};
 use crate::error::{Error, Result};
 
 // linux/netfilter/nfnetlink_conntrack.h
@@ -34,9 +36,6 @@ const CTA_IP_V4_DST: u16 = 2;
 const CTA_IP_V6_SRC: u16 = 3;
 const CTA_IP_V6_DST: u16 = 4;
 
-/// Deletes sent per datagram.
-const CHUNK: usize = 256;
-
 /// Delete every conntrack entry in which one of `addrs` appears; returns
 /// how many were deleted. Entries that vanish meanwhile are not errors.
 pub fn flush(addrs: &[IpAddr]) -> Result<usize> {
@@ -44,7 +43,10 @@ pub fn flush(addrs: &[IpAddr]) -> Result<usize> {
         return Ok(0);
     }
     let wanted: HashSet<IpAddr> = addrs.iter().copied().collect();
-    let mut sock = Socket::open()?;
+    with_socket(|sock| flush_with(sock, addrs, &wanted))
+}
+
+fn flush_with(sock: &mut Socket, addrs: &[IpAddr], wanted: &HashSet<IpAddr>) -> Result<usize> {
     let mut deletes = Vec::new();
     for (family, present) in [
         (libc::AF_INET as u8, addrs.iter().any(IpAddr::is_ipv4)),
@@ -67,7 +69,9 @@ pub fn flush(addrs: &[IpAddr]) -> Result<usize> {
             if !hit {
                 return;
             }
-            let Some(orig) = attrs.get(CTA_TUPLE_ORIG) else { return };
+            let Some(orig) = attrs.get(CTA_TUPLE_ORIG) else {
+                return;
+            };
             let mut del = Msg::new(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_DELETE, 0, r.family());
             del.raw_attr(orig.raw);
             for extra in [CTA_ZONE, CTA_ID] {
@@ -86,13 +90,11 @@ pub fn flush(addrs: &[IpAddr]) -> Result<usize> {
     }
     let mut deleted = 0;
     let mut failure = None;
-    for chunk in deletes.chunks(CHUNK) {
-        for errno in sock.requests_with(chunk, "delete conntrack entries", |_, _| {})? {
-            match errno {
-                0 => deleted += 1,
-                libc::ENOENT => {}
-                e => failure = Some(e),
-            }
+    for errno in sock.requests_with(&deletes, "delete conntrack entries", |_, _| {})? {
+        match errno {
+            0 => deleted += 1,
+            libc::ENOENT => {}
+            e => failure = Some(e),
         }
     }
     if let Some(e) = failure {
@@ -114,7 +116,9 @@ fn conntrack_loaded() -> bool {
 
 /// Source and destination address of a `CTA_TUPLE_*` nest.
 fn tuple_addrs(tuple: Attrs<'_>) -> Vec<IpAddr> {
-    let Some(ip) = tuple.get(CTA_TUPLE_IP) else { return Vec::new() };
+    let Some(ip) = tuple.get(CTA_TUPLE_IP) else {
+        return Vec::new();
+    };
     ip.nested()
         .filter_map(|a| match a.ty {
             CTA_IP_V4_SRC | CTA_IP_V4_DST => <[u8; 4]>::try_from(a.data).ok().map(IpAddr::from),

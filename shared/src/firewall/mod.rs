@@ -17,6 +17,13 @@
 //!   The cost does not depend on how many containers exist.
 //!
 //! Everything works in the calling thread's current network namespace.
+//!
+//! Netlink sockets are opened once per namespace and kept until the
+//! process exits ([`nfnetlink::with_socket`]): closing a netfilter socket
+//! after a deletion waits for an RCU grace period (12-20 ms here), so a
+//! fresh socket per call would make [`remove_ports`] 500 times slower.
+//! The wait then happens at process exit, unless it has elapsed by then:
+//! callers should remove ports early in a teardown, not as its last step.
 
 pub mod conntrack;
 pub mod nfnetlink;
@@ -64,8 +71,7 @@ pub struct PortRule {
 /// (or are from an older wirehook). Cheap when the table exists: one
 /// netlink request.
 pub fn ensure_table() -> Result<()> {
-    let mut sock = Socket::open()?;
-    if table_is_current(&mut sock)? {
+    if with_socket(table_is_current)? {
         return Ok(());
     }
     ruleset::run_nft(&ruleset::table_script(), "create table inet wirehook")
@@ -81,7 +87,10 @@ fn table_is_current(sock: &mut Socket) -> Result<bool> {
     match sock.request(&msg, "look up table inet wirehook", |_| {})? {
         0 => Ok(true),
         libc::ENOENT => Ok(false),
-        e => Err(Error::netlink("look up table inet wirehook", std::io::Error::from_raw_os_error(e))),
+        e => Err(Error::netlink(
+            "look up table inet wirehook",
+            std::io::Error::from_raw_os_error(e),
+        )),
     }
 }
 
@@ -92,7 +101,10 @@ pub fn realize_network(n: &NetworkRules) -> Result<()> {
     ruleset::validate_network_name(n.name)?;
     ruleset::validate_ifname(n.bridge)?;
     ensure_table()?;
-    ruleset::run_nft(&ruleset::network_script(n), &format!("set up the firewall of network {}", n.name))
+    ruleset::run_nft(
+        &ruleset::network_script(n),
+        &format!("set up the firewall of network {}", n.name),
+    )
 }
 
 /// Delete the chains and map elements of network `name` on `bridge`.
@@ -100,7 +112,6 @@ pub fn realize_network(n: &NetworkRules) -> Result<()> {
 pub fn remove_network(name: &str, bridge: &str) -> Result<()> {
     ruleset::validate_network_name(name)?;
     ruleset::validate_ifname(bridge)?;
-    let mut sock = Socket::open()?;
     let mut msgs = Vec::new();
     let key = ifname_key(bridge);
     for (set, _) in ruleset::VMAPS {
@@ -113,15 +124,20 @@ pub fn remove_network(name: &str, bridge: &str) -> Result<()> {
         m.attr_str(NFTA_CHAIN_NAME, &ruleset::chain_name(name, suffix));
         msgs.push(m);
     }
-    apply_ignoring_missing(&mut sock, msgs, &format!("remove the firewall of network {name}"))
+    with_socket(|sock| {
+        apply_ignoring_missing(
+            sock,
+            msgs,
+            &format!("remove the firewall of network {name}"),
+        )
+    })
 }
 
 /// Delete the whole table (uninstall, tests). Missing table is fine.
 pub fn delete_table() -> Result<()> {
-    let mut sock = Socket::open()?;
     let mut m = Msg::new(NFNL_SUBSYS_NFTABLES, NFT_MSG_DELTABLE, 0, NFPROTO_INET);
     m.attr_str(NFTA_TABLE_NAME, TABLE);
-    apply_ignoring_missing(&mut sock, vec![m], "delete table inet wirehook")
+    with_socket(|sock| apply_ignoring_missing(sock, vec![m], "delete table inet wirehook"))
 }
 
 /// Publish ports: one map element per rule, all in one transaction (all
@@ -132,30 +148,39 @@ pub fn add_ports(rules: &[PortRule]) -> Result<()> {
     if elems.is_empty() {
         return Ok(());
     }
-    let msgs: Vec<Msg> =
-        elems.iter().map(|e| setelem_msg(NFT_MSG_NEWSETELEM, e.set, &e.key, Some(&e.data))).collect();
-    let mut sock = Socket::open()?;
-    let mut outcome = sock.batch(&msgs, "publish ports")?;
-    if !outcome.ok() && outcome.errors.iter().any(|e| e.errno == libc::ENOENT) && !table_is_current(&mut sock)? {
-        // The table is gone (or older); make it and try once more.
-        ensure_table()?;
-        outcome = sock.batch(&msgs, "publish ports")?;
-    }
-    if outcome.ok() {
-        return Ok(());
-    }
-    if let Some(e) = &outcome.commit_error {
-        return Err(Error::Firewall(format!("publishing ports failed: {}", e.describe())));
-    }
-    let e = &outcome.errors[0];
-    let el = &elems[e.index];
-    let what = describe_rule(el.rule);
-    Err(match e.errno {
-        libc::EEXIST | libc::EBUSY => Error::Firewall(format!(
-            "{what}: the host port is already published to {} (another container holds it)",
-            existing_target(&mut sock, el).unwrap_or_else(|| "another address".into())
-        )),
-        _ => Error::Firewall(format!("{what}: {}", e.describe())),
+    let msgs: Vec<Msg> = elems
+        .iter()
+        .map(|e| setelem_msg(NFT_MSG_NEWSETELEM, e.set, &e.key, Some(&e.data)))
+        .collect();
+    with_socket(|sock| {
+        let mut outcome = sock.batch(&msgs, "publish ports")?;
+        if !outcome.ok()
+            && outcome.errors.iter().any(|e| e.errno == libc::ENOENT)
+            && !table_is_current(sock)?
+        {
+            // The table is gone (or older); make it and try once more.
+            ruleset::run_nft(&ruleset::table_script(), "create table inet wirehook")?;
+            outcome = sock.batch(&msgs, "publish ports")?;
+        }
+        if outcome.ok() {
+            return Ok(());
+        }
+        if let Some(e) = &outcome.commit_error {
+            return Err(Error::Firewall(format!(
+                "publishing ports failed: {}",
+                e.describe()
+            )));
+        }
+        let e = &outcome.errors[0];
+        let el = &elems[e.index];
+        let what = describe_rule(el.rule);
+        Err(match e.errno {
+            libc::EEXIST | libc::EBUSY => Error::Firewall(format!(
+                "{what}: the host port is already published to {} (another container holds it)",
+                existing_target(sock, el).unwrap_or_else(|| "another address".into())
+            )),
+            _ => Error::Firewall(format!("{what}: {}", e.describe())),
+        })
     })
 }
 
@@ -166,34 +191,38 @@ pub fn remove_ports(rules: &[PortRule]) -> Result<()> {
     if elems.is_empty() {
         return Ok(());
     }
-    let mut sock = Socket::open()?;
-    // Look the elements up first (one datagram): only delete our own.
-    let gets: Vec<Msg> = elems.iter().map(|e| setelem_msg(NFT_MSG_GETSETELEM, e.set, &e.key, None)).collect();
-    let mut found: Vec<Option<Vec<u8>>> = vec![None; elems.len()];
-    let errnos = sock.requests_with(&gets, "look up published ports", |i, r| {
-        found[i] = element_data(r);
-    })?;
-    let mut dels = Vec::new();
-    for (i, e) in elems.iter().enumerate() {
-        match errnos[i] {
-            0 => {}
-            libc::ENOENT => continue,
-            errno => {
-                return Err(Error::Firewall(format!(
-                    "{}: {}",
-                    describe_rule(e.rule),
-                    std::io::Error::from_raw_os_error(errno)
-                )))
+    with_socket(|sock| {
+        // Look the elements up first (one datagram): only delete our own.
+        let gets: Vec<Msg> = elems
+            .iter()
+            .map(|e| setelem_msg(NFT_MSG_GETSETELEM, e.set, &e.key, None))
+            .collect();
+        let mut found: Vec<Option<Vec<u8>>> = vec![None; elems.len()];
+        let errnos = sock.requests_with(&gets, "look up published ports", |i, r| {
+            found[i] = element_data(r);
+        })?;
+        let mut dels = Vec::new();
+        for (i, e) in elems.iter().enumerate() {
+            match errnos[i] {
+                0 => {}
+                libc::ENOENT => continue,
+                errno => {
+                    return Err(Error::Firewall(format!(
+                        "{}: {}",
+                        describe_rule(e.rule),
+                        std::io::Error::from_raw_os_error(errno)
+                    )))
+                }
+            }
+            if found[i].as_deref() == Some(&e.data[..]) {
+                dels.push(setelem_msg(NFT_MSG_DELSETELEM, e.set, &e.key, None));
             }
         }
-        if found[i].as_deref() == Some(&e.data[..]) {
-            dels.push(setelem_msg(NFT_MSG_DELSETELEM, e.set, &e.key, None));
+        if dels.is_empty() {
+            return Ok(());
         }
-    }
-    if dels.is_empty() {
-        return Ok(());
-    }
-    apply_ignoring_missing(&mut sock, dels, "unpublish ports")
+        apply_ignoring_missing(sock, dels, "unpublish ports")
+    })
 }
 
 /// Delete the conntrack entries of `addrs` (see [`conntrack::flush`]).
@@ -223,7 +252,12 @@ fn apply_ignoring_missing(sock: &mut Socket, mut msgs: Vec<Msg>, op: &str) -> Re
             return Err(Error::Firewall(format!("{op}: {}", e.describe())));
         }
         let missing: HashSet<usize> = outcome.errors.iter().map(|e| e.index).collect();
-        msgs = msgs.into_iter().enumerate().filter(|(i, _)| !missing.contains(i)).map(|(_, m)| m).collect();
+        msgs = msgs
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !missing.contains(i))
+            .map(|(_, m)| m)
+            .collect();
     }
     Ok(())
 }
@@ -286,7 +320,12 @@ fn encode(r: &PortRule) -> Result<Elem<'_>> {
         IpAddr::V6(c) => data.extend_from_slice(&c.octets()),
     }
     data.extend_from_slice(&port(r.container_port));
-    Ok(Elem { rule: r, set, key, data })
+    Ok(Elem {
+        rule: r,
+        set,
+        key,
+        data,
+    })
 }
 
 /// An `ifname` key: the name, NUL-padded to IFNAMSIZ.
@@ -298,7 +337,11 @@ fn ifname_key(name: &str) -> Vec<u8> {
 
 /// A set-element message with one element.
 fn setelem_msg(ty: u16, set: &str, key: &[u8], data: Option<&[u8]>) -> Msg {
-    let flags = if ty == NFT_MSG_NEWSETELEM { NLM_F_CREATE } else { 0 };
+    let flags = if ty == NFT_MSG_NEWSETELEM {
+        NLM_F_CREATE
+    } else {
+        0
+    };
     let mut m = Msg::new(NFNL_SUBSYS_NFTABLES, ty, flags, NFPROTO_INET);
     m.attr_str(NFTA_SET_ELEM_LIST_TABLE, TABLE);
     m.attr_str(NFTA_SET_ELEM_LIST_SET, set);
@@ -329,14 +372,21 @@ fn element_data(r: &Reply<'_>) -> Option<Vec<u8>> {
 fn existing_target(sock: &mut Socket, el: &Elem<'_>) -> Option<String> {
     let get = setelem_msg(NFT_MSG_GETSETELEM, el.set, &el.key, None);
     let mut data = None;
-    let errnos = sock.requests_with(&[get], "look up published port", |_, r| data = element_data(r)).ok()?;
+    let errnos = sock
+        .requests_with(&[get], "look up published port", |_, r| {
+            data = element_data(r)
+        })
+        .ok()?;
     if errnos.first() != Some(&0) {
         return None;
     }
     let d = data?;
     let (ip, port) = match d.len() {
         8 => (IpAddr::from(<[u8; 4]>::try_from(&d[0..4]).ok()?), &d[4..6]),
-        20 => (IpAddr::from(<[u8; 16]>::try_from(&d[0..16]).ok()?), &d[16..18]),
+        20 => (
+            IpAddr::from(<[u8; 16]>::try_from(&d[0..16]).ok()?),
+            &d[16..18],
+        ),
         _ => return None,
     };
     let port = u16::from_be_bytes([port[0], port[1]]);
@@ -402,7 +452,10 @@ mod tests {
         assert_eq!(e.data.len(), 20);
         let r = rule(None, 443, "fd00::2", 8443);
         assert_eq!(encode(&r).unwrap().set, "pub6_any");
-        assert!(matches!(encode(&rule(Some("192.0.2.1"), 1, "fd00::2", 1)), Err(Error::Invalid(_))));
+        assert!(matches!(
+            encode(&rule(Some("192.0.2.1"), 1, "fd00::2", 1)),
+            Err(Error::Invalid(_))
+        ));
     }
 
     #[test]
@@ -411,4 +464,3 @@ mod tests {
         assert_eq!(&ifname_key("wh-a")[..5], b"wh-a\0");
     }
 }
-

@@ -54,7 +54,9 @@ pub fn chain_name(network: &str, suffix: &str) -> String {
 pub fn validate_network_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 200
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -69,7 +71,9 @@ pub fn validate_network_name(name: &str) -> Result<()> {
 pub fn validate_ifname(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 15
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -113,7 +117,11 @@ pub fn table_script() -> String {
     for chain in ["prerouting", "output"] {
         // In `output`, only packets to local addresses (the host itself,
         // 127.0.0.1) are translated; traffic leaving the host is not.
-        let local_ip = if chain == "output" { "fib daddr type local " } else { "" };
+        let local_ip = if chain == "output" {
+            "fib daddr type local "
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
             "add rule inet {t} {chain} meta nfproto ipv4 fib daddr type local dnat ip to meta l4proto . th dport map @pub4_any"
@@ -131,9 +139,18 @@ pub fn table_script() -> String {
             "add rule inet {t} {chain} meta nfproto ipv6 {local_ip}dnat ip6 to ip6 daddr . meta l4proto . th dport map @pub6_ip"
         );
     }
-    let _ = writeln!(s, "add rule inet {t} postrouting iifname vmap @nat_from_bridge");
-    let _ = writeln!(s, "add rule inet {t} postrouting oifname vmap @nat_to_bridge");
-    let _ = writeln!(s, "add rule inet {t} forward ct state established,related accept");
+    let _ = writeln!(
+        s,
+        "add rule inet {t} postrouting iifname vmap @nat_from_bridge"
+    );
+    let _ = writeln!(
+        s,
+        "add rule inet {t} postrouting oifname vmap @nat_to_bridge"
+    );
+    let _ = writeln!(
+        s,
+        "add rule inet {t} forward ct state established,related accept"
+    );
     let _ = writeln!(s, "add rule inet {t} forward iifname vmap @fwd_from_bridge");
     let _ = writeln!(s, "add rule inet {t} forward oifname vmap @fwd_to_bridge");
     s
@@ -164,10 +181,16 @@ pub fn network_script(n: &NetworkRules) -> String {
         let _ = writeln!(s, "add rule inet {t} {fwdin} iifname != \"{br}\" drop");
     } else {
         // Other wirehook networks only through published ports (DNAT).
-        let _ = writeln!(s, "add rule inet {t} {fwdout} oifname @bridges ct status dnat accept");
+        let _ = writeln!(
+            s,
+            "add rule inet {t} {fwdout} oifname @bridges ct status dnat accept"
+        );
         let _ = writeln!(s, "add rule inet {t} {fwdout} oifname @bridges drop");
         let _ = writeln!(s, "add rule inet {t} {fwdout} accept");
-        let _ = writeln!(s, "add rule inet {t} {fwdin} iifname @bridges ct status dnat accept");
+        let _ = writeln!(
+            s,
+            "add rule inet {t} {fwdin} iifname @bridges ct status dnat accept"
+        );
         let _ = writeln!(s, "add rule inet {t} {fwdin} iifname @bridges drop");
         let _ = writeln!(s, "add rule inet {t} {fwdin} accept");
     }
@@ -185,14 +208,25 @@ pub fn network_script(n: &NetworkRules) -> String {
     // Hairpin: the host's 127.0.0.1 reaching a published port (needs
     // route_localnet on the bridge), and a container reaching a published
     // port of its own network through a host address.
-    let _ = writeln!(s, "add rule inet {t} {hairpin} ip saddr 127.0.0.0/8 masquerade");
+    let _ = writeln!(
+        s,
+        "add rule inet {t} {hairpin} ip saddr 127.0.0.0/8 masquerade"
+    );
     for net in n.subnets {
         let ipf = if net.is_ipv4() { "ip" } else { "ip6" };
-        let _ = writeln!(s, "add rule inet {t} {hairpin} ct status dnat {ipf} saddr {} masquerade", net_text(net));
+        let _ = writeln!(
+            s,
+            "add rule inet {t} {hairpin} ct status dnat {ipf} saddr {} masquerade",
+            net_text(net)
+        );
     }
     let _ = writeln!(s, "add element inet {t} bridges {{ \"{br}\" }}");
     for (map, suffix) in VMAPS {
-        let _ = writeln!(s, "add element inet {t} {map} {{ \"{br}\" : jump {} }}", c(suffix));
+        let _ = writeln!(
+            s,
+            "add element inet {t} {map} {{ \"{br}\" : jump {} }}",
+            c(suffix)
+        );
     }
     s
 }
@@ -208,7 +242,12 @@ fn nft_binary() -> PathBuf {
             }
         }
     }
-    for p in ["/usr/sbin/nft", "/sbin/nft", "/usr/local/sbin/nft", "/usr/bin/nft"] {
+    for p in [
+        "/usr/sbin/nft",
+        "/sbin/nft",
+        "/usr/local/sbin/nft",
+        "/usr/bin/nft",
+    ] {
         if std::path::Path::new(p).is_file() {
             return PathBuf::from(p);
         }
@@ -226,9 +265,15 @@ pub fn run_nft(script: &str, op: &str) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            Error::Firewall(format!("{op}: cannot run {} ({e}); install the nftables package", nft.display()))
+            Error::Firewall(format!(
+                "{op}: cannot run {} ({e}); install the nftables package",
+                nft.display()
+            ))
         })?;
-    let write_result = child.stdin.take().map(|mut stdin| stdin.write_all(script.as_bytes()));
+    let write_result = child
+        .stdin
+        .take()
+        .map(|mut stdin| stdin.write_all(script.as_bytes()));
     let out = child
         .wait_with_output()
         .map_err(|e| Error::Firewall(format!("{op}: waiting for nft failed: {e}")))?;
@@ -239,13 +284,26 @@ pub fn run_nft(script: &str, op: &str) -> Result<()> {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let msg = stderr.lines().filter(|l| !l.trim().is_empty()).take(3).collect::<Vec<_>>().join(" | ");
-    Err(Error::Firewall(format!("{op}: nft failed ({}): {msg}", out.status)))
+    let msg = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" | ");
+    Err(Error::Firewall(format!(
+        "{op}: nft failed ({}): {msg}",
+        out.status
+    )))
 }
 
 /// Output of `nft -j ARGS`, parsed; None when nft fails.
 fn nft_json(args: &[&str]) -> Option<serde_json::Value> {
-    let out = Command::new(nft_binary()).arg("-j").args(args).stderr(Stdio::null()).output().ok()?;
+    let out = Command::new(nft_binary())
+        .arg("-j")
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -263,10 +321,21 @@ pub fn forward_drop_warning() -> Option<String> {
 
 /// String elements of the first set in `nft -j list set` output.
 fn set_elements(v: &serde_json::Value) -> Vec<String> {
-    let items = v.get("nftables").and_then(|n| n.as_array()).cloned().unwrap_or_default();
+    let items = v
+        .get("nftables")
+        .and_then(|n| n.as_array())
+        .cloned()
+        .unwrap_or_default();
     for item in items {
-        if let Some(elem) = item.get("set").and_then(|s| s.get("elem")).and_then(|e| e.as_array()) {
-            return elem.iter().filter_map(|e| e.as_str().map(str::to_string)).collect();
+        if let Some(elem) = item
+            .get("set")
+            .and_then(|s| s.get("elem"))
+            .and_then(|e| e.as_array())
+        {
+            return elem
+                .iter()
+                .filter_map(|e| e.as_str().map(str::to_string))
+                .collect();
         }
     }
     Vec::new()
@@ -277,7 +346,9 @@ fn set_elements(v: &serde_json::Value) -> Vec<String> {
 pub fn drop_warning_from(chains: &serde_json::Value, bridges: &[String]) -> Option<String> {
     let items = chains.get("nftables")?.as_array()?;
     let all: Vec<&serde_json::Value> = items.iter().filter_map(|i| i.get("chain")).collect();
-    let field = |c: &serde_json::Value, k: &str| c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let field = |c: &serde_json::Value, k: &str| {
+        c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string()
+    };
     let dropping: Vec<&serde_json::Value> = all
         .iter()
         .copied()
@@ -301,7 +372,9 @@ pub fn drop_warning_from(chains: &serde_json::Value, bridges: &[String]) -> Opti
         let (fam, table, name) = (field(c, "family"), field(c, "table"), field(c, "name"));
         names.push(format!("{fam} {table} {name}"));
         let has_docker_user = all.iter().any(|o| {
-            field(o, "family") == fam && field(o, "table") == table && field(o, "name") == "DOCKER-USER"
+            field(o, "family") == fam
+                && field(o, "table") == table
+                && field(o, "name") == "DOCKER-USER"
         });
         if has_docker_user && (fam == "ip" || fam == "ip6") {
             let tool = if fam == "ip" { "iptables" } else { "ip6tables" };
@@ -310,8 +383,12 @@ pub fn drop_warning_from(chains: &serde_json::Value, bridges: &[String]) -> Opti
                 fixes.push(format!("{tool} -I DOCKER-USER -o {p} -j ACCEPT"));
             }
         } else {
-            fixes.push(format!("nft insert rule {fam} {table} {name} iifname {nft_pat} accept"));
-            fixes.push(format!("nft insert rule {fam} {table} {name} oifname {nft_pat} accept"));
+            fixes.push(format!(
+                "nft insert rule {fam} {table} {name} iifname {nft_pat} accept"
+            ));
+            fixes.push(format!(
+                "nft insert rule {fam} {table} {name} oifname {nft_pat} accept"
+            ));
         }
     }
     fixes.dedup();
@@ -339,13 +416,26 @@ mod tests {
 
     #[test]
     fn network_script_shape() {
-        let subnets: Vec<IpNetwork> = vec!["10.77.0.5/24".parse().unwrap(), "fd00:77::/64".parse().unwrap()];
-        let n = NetworkRules { name: "front", bridge: "wh-front", subnets: &subnets, internal: false };
+        let subnets: Vec<IpNetwork> = vec![
+            "10.77.0.5/24".parse().unwrap(),
+            "fd00:77::/64".parse().unwrap(),
+        ];
+        let n = NetworkRules {
+            name: "front",
+            bridge: "wh-front",
+            subnets: &subnets,
+            internal: false,
+        };
         let s = network_script(&n);
         assert!(s.contains("ip saddr 10.77.0.0/24 oifname != \"wh-front\" masquerade"));
         assert!(s.contains("ip6 saddr fd00:77::/64 oifname != \"wh-front\" masquerade"));
-        assert!(s.contains("add element inet wirehook fwd_from_bridge { \"wh-front\" : jump nw-front-fwdout }"));
-        let internal = NetworkRules { internal: true, ..n };
+        assert!(s.contains(
+            "add element inet wirehook fwd_from_bridge { \"wh-front\" : jump nw-front-fwdout }"
+        ));
+        let internal = NetworkRules {
+            internal: true,
+            ..n
+        };
         assert!(!network_script(&internal).contains("oifname != \"wh-front\" masquerade"));
     }
 
@@ -359,13 +449,19 @@ mod tests {
         ]});
         let msg = drop_warning_from(&chains, &["wh-a".into()]).unwrap();
         assert!(msg.contains("ip filter FORWARD"), "{msg}");
-        assert!(msg.contains("iptables -I DOCKER-USER -i wh-+ -j ACCEPT"), "{msg}");
+        assert!(
+            msg.contains("iptables -I DOCKER-USER -i wh-+ -j ACCEPT"),
+            "{msg}"
+        );
         assert!(!msg.contains('\n'));
         let plain = serde_json::json!({"nftables": [
             {"chain": {"family": "inet", "table": "fw", "name": "fwd", "hook": "forward", "policy": "drop"}}
         ]});
         let msg = drop_warning_from(&plain, &["br0".into()]).unwrap();
-        assert!(msg.contains("nft insert rule inet fw fwd iifname { \"br0\" } accept"), "{msg}");
+        assert!(
+            msg.contains("nft insert rule inet fw fwd iifname { \"br0\" } accept"),
+            "{msg}"
+        );
         let fine = serde_json::json!({"nftables": [
             {"chain": {"family": "inet", "table": "wirehook", "name": "forward", "hook": "forward", "policy": "drop"}}
         ]});
