@@ -24,6 +24,7 @@ use clap::{Parser, Subcommand};
 use wirehook_shared::paths::Paths;
 
 mod bundle;
+mod caller;
 mod commands;
 mod drivers;
 mod log;

@@ -108,6 +108,11 @@ fn inline_options(name: &str, req: &Request) -> Result<CreateOptions> {
 
 fn define_inline(paths: &Paths, nl: &Netlink, name: &str, req: &Request) -> Result<NetworkDef> {
     let opts = inline_options(name, req)?;
+    if let Some(d) = opts.driver.filter(|d| *d != Driver::Bridge) {
+        return Err(Error::invalid(format!(
+            "io.wirehook.driver={d}: this version of wirehook wires bridge networks only; use io.wirehook.driver=bridge"
+        )));
+    }
     let store = Networks::new(paths);
     let routes = host_routes(nl);
     match store.create(&opts, &routes) {

@@ -94,7 +94,12 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
         log::warn("a record for this id belongs to an older namespace: tearing that down first");
         teardown_record(paths, &existing);
     }
-    let name = annotations::container_name(&ann, &state.id);
+    let mut name = annotations::container_name(&ann, &state.id);
+    if name == state.id {
+        if let Some(n) = crate::caller::conmon_name().filter(|n| wirehook_shared::fsutil::is_safe_component(n, 128)) {
+            name = n;
+        }
+    }
     let bundle_netns = if state.bundle.as_os_str().is_empty() {
         BundleNetns::Unknown
     } else {

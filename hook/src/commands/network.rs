@@ -126,9 +126,13 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
                 .ok_or_else(|| anyhow!("--label {l:?}: expected KEY=VALUE"))
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
+    let driver = Driver::parse(&a.driver)?;
+    if driver != Driver::Bridge {
+        bail!("--driver {driver}: this version of wirehook wires bridge networks only (macvlan, ipvlan and overlay are coming); use --driver bridge");
+    }
     let opts = CreateOptions {
         name: a.name.clone(),
-        driver: Some(Driver::parse(&a.driver)?),
+        driver: Some(driver),
         subnets: a.subnet,
         gateways: a.gateway,
         ip_ranges: a.ip_range,
