@@ -26,9 +26,15 @@ pub enum BundleNetns {
 
 /// Read the network namespace entry of `BUNDLE/config.json`.
 pub fn read_netns(bundle: &Path) -> BundleNetns {
-    let Ok(spec) = Spec::load(bundle.join("config.json")) else { return BundleNetns::Unknown };
-    let Some(linux) = spec.linux() else { return BundleNetns::Host };
-    let Some(nss) = linux.namespaces() else { return BundleNetns::Host };
+    let Ok(spec) = Spec::load(bundle.join("config.json")) else {
+        return BundleNetns::Unknown;
+    };
+    let Some(linux) = spec.linux() else {
+        return BundleNetns::Host;
+    };
+    let Some(nss) = linux.namespaces() else {
+        return BundleNetns::Host;
+    };
     match nss.iter().find(|n| n.typ() == LinuxNamespaceType::Network) {
         None => BundleNetns::Host,
         Some(n) => match n.path() {
@@ -69,7 +75,10 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
     let mut cfg: Value = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not valid JSON", file.display()))?;
     if !cfg.is_object() {
-        bail!("{} is not an OCI runtime config (not a JSON object)", file.display());
+        bail!(
+            "{} is not an OCI runtime config (not a JSON object)",
+            file.display()
+        );
     }
     let ann: std::collections::BTreeMap<String, String> = cfg
         .get("annotations")
@@ -92,7 +101,11 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
         *hooks = json!({});
     }
     for stage in ["createRuntime", "poststop"] {
-        let list = hooks.as_object_mut().unwrap().entry(stage).or_insert_with(|| json!([]));
+        let list = hooks
+            .as_object_mut()
+            .unwrap()
+            .entry(stage)
+            .or_insert_with(|| json!([]));
         if !list.is_array() {
             *list = json!([]);
         }
@@ -106,7 +119,11 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
     }
 
     // The network namespace entry.
-    let linux = cfg.as_object_mut().unwrap().entry("linux").or_insert_with(|| json!({}));
+    let linux = cfg
+        .as_object_mut()
+        .unwrap()
+        .entry("linux")
+        .or_insert_with(|| json!({}));
     let nss = linux
         .as_object_mut()
         .ok_or_else(|| anyhow!("\"linux\" in {} is not an object", file.display()))?
@@ -115,7 +132,9 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
     let arr = nss
         .as_array_mut()
         .ok_or_else(|| anyhow!("\"linux.namespaces\" in {} is not a list", file.display()))?;
-    let pos = arr.iter().position(|n| n.get("type").and_then(Value::as_str) == Some("network"));
+    let pos = arr
+        .iter()
+        .position(|n| n.get("type").and_then(Value::as_str) == Some("network"));
     let what = match &request.network {
         NetworkRequest::Host => {
             if let Some(i) = pos {
@@ -128,14 +147,21 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
                 anyhow!("no container {key} is wired by wirehook (see `wirehook ps`): start it before preparing a container that shares its namespace")
             })?;
             let path = owner.netns_path.clone().ok_or_else(|| {
-                anyhow!("container {key} has no namespace of its own to share (it is in {} mode)", owner.mode)
+                anyhow!(
+                    "container {key} has no namespace of its own to share (it is in {} mode)",
+                    owner.mode
+                )
             })?;
             let entry = json!({ "type": "network", "path": path.to_string_lossy() });
             match pos {
                 Some(i) => arr[i] = entry,
                 None => arr.push(entry),
             }
-            format!("network namespace set to {}'s ({})", owner.name, path.display())
+            format!(
+                "network namespace set to {}'s ({})",
+                owner.name,
+                path.display()
+            )
         }
         NetworkRequest::None | NetworkRequest::Networks(_) => {
             match pos {
@@ -154,5 +180,9 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
     if out != text {
         fsutil::write_atomic(&file, &out)?;
     }
-    Ok(format!("{}: hooks createRuntime + poststop -> {}; {what}", file.display(), exe.display()))
+    Ok(format!(
+        "{}: hooks createRuntime + poststop -> {}; {what}",
+        file.display(),
+        exe.display()
+    ))
 }

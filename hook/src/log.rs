@@ -21,7 +21,11 @@ static SINKS: OnceLock<std::sync::Mutex<Sinks>> = OnceLock::new();
 pub fn init(paths: &Paths, tag: &str) {
     let file = {
         let _ = std::fs::create_dir_all(&paths.run_dir);
-        std::fs::OpenOptions::new().create(true).append(true).open(paths.log_file()).ok()
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(paths.log_file())
+            .ok()
     };
     // Syslog only for the real paths: test instances keep to their own file.
     let syslog = if paths == &Paths::default() {
@@ -33,7 +37,11 @@ pub fn init(paths: &Paths, tag: &str) {
     } else {
         None
     };
-    let _ = SINKS.set(std::sync::Mutex::new(Sinks { file, syslog, tag: tag.to_string() }));
+    let _ = SINKS.set(std::sync::Mutex::new(Sinks {
+        file,
+        syslog,
+        tag: tag.to_string(),
+    }));
 }
 
 fn emit(level: &str, prio: u8, msg: &str) {

@@ -55,10 +55,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run as an OCI hook: reads the container state JSON on stdin
-    #[command(after_help = "Stages: createRuntime or prestart set up, poststop tears down, others do nothing.\n\
+    #[command(
+        after_help = "Stages: createRuntime or prestart set up, poststop tears down, others do nothing.\n\
 Without STAGE the stage follows from the state's status (stopped: poststop; with a pid: setup), \
 which is what hooks.d/wirehook.json relies on.\n\
-Example by hand: echo '{\"id\":\"c1\",\"pid\":1234,\"bundle\":\"/b\",\"annotations\":{\"io.wirehook.network\":\"bridge\"}}' | wirehook hook createRuntime")]
+Example by hand: echo '{\"id\":\"c1\",\"pid\":1234,\"bundle\":\"/b\",\"annotations\":{\"io.wirehook.network\":\"bridge\"}}' | wirehook hook createRuntime"
+    )]
     Hook {
         /// The OCI hook stage (default: from the state's status)
         stage: Option<commands::hook::Stage>,
@@ -106,7 +108,8 @@ fn main() -> ExitCode {
         }
         Command::Check { container } => commands::check::run(&paths, container.as_deref()),
         Command::Prepare { bundle } => {
-            let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/wirehook"));
+            let exe = std::env::current_exe()
+                .unwrap_or_else(|_| PathBuf::from("/usr/local/bin/wirehook"));
             bundle::prepare(&paths, &bundle, &exe, cli.root.as_deref()).map(|s| println!("{s}"))
         }
     };
@@ -114,7 +117,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the outermost context, then its causes.
-            let msg = e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+            let msg = e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
             eprintln!("wirehook: {msg}");
             ExitCode::FAILURE
         }

@@ -24,7 +24,12 @@ pub fn host_routes(nl: &Netlink) -> Vec<IpNetwork> {
 
 /// Load every requested network, defining inline ones if allowed, and
 /// check the static addresses fit them.
-pub fn networks(paths: &Paths, nl: &Netlink, names: &[String], req: &Request) -> Result<Vec<NetworkDef>> {
+pub fn networks(
+    paths: &Paths,
+    nl: &Netlink,
+    names: &[String],
+    req: &Request,
+) -> Result<Vec<NetworkDef>> {
     let store = Networks::new(paths);
     if !req.inline.is_empty() {
         if names.len() != 1 {
@@ -62,14 +67,21 @@ pub fn networks(paths: &Paths, nl: &Netlink, names: &[String], req: &Request) ->
         defs.push(def);
     }
     for ip in &req.ips {
-        if !defs.iter().any(|d| d.subnets.iter().any(|s| s.subnet.contains(*ip))) {
+        if !defs
+            .iter()
+            .any(|d| d.subnets.iter().any(|s| s.subnet.contains(*ip)))
+        {
             return Err(Error::invalid(format!(
                 "io.wirehook.ip {ip} is in none of the subnets of {}: pick an address inside them",
                 defs.iter()
                     .map(|d| format!(
                         "{} ({})",
                         d.name,
-                        d.subnets.iter().map(|s| s.subnet.to_string()).collect::<Vec<_>>().join(", ")
+                        d.subnets
+                            .iter()
+                            .map(|s| s.subnet.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ))
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -82,12 +94,26 @@ pub fn networks(paths: &Paths, nl: &Netlink, names: &[String], req: &Request) ->
 fn inline_options(name: &str, req: &Request) -> Result<CreateOptions> {
     let get = |k: &str| req.inline.get(k).map(String::as_str);
     let parse_net = |k: &str| -> Result<Vec<IpNetwork>> {
-        get(k).map(|v| v.split(',').map(|s| s.trim().parse::<IpNetwork>().map_err(|e| Error::invalid(format!("io.wirehook.{k} {s:?}: {e}")))).collect()).unwrap_or(Ok(Vec::new()))
+        get(k)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse::<IpNetwork>()
+                            .map_err(|e| Error::invalid(format!("io.wirehook.{k} {s:?}: {e}")))
+                    })
+                    .collect()
+            })
+            .unwrap_or(Ok(Vec::new()))
     };
     let gateways: Vec<IpAddr> = match get("gateway") {
         Some(v) => v
             .split(',')
-            .map(|s| s.trim().parse().map_err(|_| Error::invalid(format!("io.wirehook.gateway {s:?} is not an IP address"))))
+            .map(|s| {
+                s.trim().parse().map_err(|_| {
+                    Error::invalid(format!("io.wirehook.gateway {s:?} is not an IP address"))
+                })
+            })
             .collect::<Result<_>>()?,
         None => Vec::new(),
     };
@@ -143,30 +169,64 @@ fn check_inline_matches(def: &NetworkDef, req: &Request) -> Result<()> {
     }
     for s in &opts.subnets {
         if !def.subnets.iter().any(|x| x.subnet == *s) {
-            return mismatch("subnet", s.to_string(), def.subnet_cidrs().iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","));
+            return mismatch(
+                "subnet",
+                s.to_string(),
+                def.subnet_cidrs()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         }
     }
     for g in &opts.gateways {
         if !def.subnets.iter().any(|x| x.gateway == *g) {
-            return mismatch("gateway", g.to_string(), def.subnets.iter().map(|s| s.gateway.to_string()).collect::<Vec<_>>().join(","));
+            return mismatch(
+                "gateway",
+                g.to_string(),
+                def.subnets
+                    .iter()
+                    .map(|s| s.gateway.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
         }
     }
     if req.inline.contains_key("internal") && opts.internal != def.internal {
-        return mismatch("internal", opts.internal.to_string(), def.internal.to_string());
+        return mismatch(
+            "internal",
+            opts.internal.to_string(),
+            def.internal.to_string(),
+        );
     }
     if let Some(p) = &opts.parent {
         if def.parent.as_ref() != Some(p) {
-            return mismatch("parent", p.clone(), def.parent.clone().unwrap_or_else(|| "none".into()));
+            return mismatch(
+                "parent",
+                p.clone(),
+                def.parent.clone().unwrap_or_else(|| "none".into()),
+            );
         }
     }
     if let Some(m) = &opts.mode {
         if def.mode.as_ref() != Some(m) {
-            return mismatch("mode", m.clone(), def.mode.clone().unwrap_or_else(|| "default".into()));
+            return mismatch(
+                "mode",
+                m.clone(),
+                def.mode.clone().unwrap_or_else(|| "default".into()),
+            );
         }
     }
     if let Some(v) = opts.vni {
         if def.vni != Some(v) {
-            return mismatch("vni", v.to_string(), def.vni.map(|v| v.to_string()).unwrap_or_else(|| "none".into()));
+            return mismatch(
+                "vni",
+                v.to_string(),
+                def.vni
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "none".into()),
+            );
         }
     }
     Ok(())

@@ -66,7 +66,8 @@ mod tests {
         assert_eq!(State::parse(runc_stop).unwrap().live_pid(), None);
         let crun_stop = br#"{"ociVersion":"1.0.0","id":"a","status":"stopped","pid":0,"bundle":"/b","annotations":{}}"#;
         assert_eq!(State::parse(crun_stop).unwrap().live_pid(), None);
-        let crun_starting = br#"{"ociVersion":"1.0.0","id":"a","status":"starting","pid":7,"bundle":"/b"}"#;
+        let crun_starting =
+            br#"{"ociVersion":"1.0.0","id":"a","status":"starting","pid":7,"bundle":"/b"}"#;
         assert_eq!(State::parse(crun_starting).unwrap().status, "starting");
     }
 

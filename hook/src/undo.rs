@@ -56,7 +56,9 @@ impl Undo {
                 Change::Mount(p) => netns::unmount(p),
                 Change::Record(id) => store::Records::new(paths).remove(id).map(|_| ()),
                 Change::Name(name) => store::Records::new(paths).release_name(name, owner),
-                Change::Sharer { owner, sharer } => store::Records::new(paths).remove_sharer(owner, sharer),
+                Change::Sharer { owner, sharer } => {
+                    store::Records::new(paths).remove_sharer(owner, sharer)
+                }
             };
             match res {
                 Ok(()) => log::info(format!("rollback: undid {c:?}")),

@@ -35,17 +35,11 @@ pub enum Error {
 
     /// A system call without a path failed.
     #[error("{op}: {err}")]
-    Sys {
-        op: String,
-        err: std::io::Error,
-    },
+    Sys { op: String, err: std::io::Error },
 
     /// A netlink request was refused by the kernel.
     #[error("{op}: {err}")]
-    Netlink {
-        op: String,
-        err: std::io::Error,
-    },
+    Netlink { op: String, err: std::io::Error },
 
     /// nftables refused a change.
     #[error("nftables: {0}")]
@@ -67,15 +61,25 @@ pub enum Error {
 
 impl Error {
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), err: source }
+        Error::Io {
+            op,
+            path: path.into(),
+            err: source,
+        }
     }
 
     pub fn sys(op: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
-        Error::Sys { op: op.into(), err: source.into() }
+        Error::Sys {
+            op: op.into(),
+            err: source.into(),
+        }
     }
 
     pub fn netlink(op: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Netlink { op: op.into(), err: source }
+        Error::Netlink {
+            op: op.into(),
+            err: source,
+        }
     }
 
     pub fn invalid(msg: impl Into<String>) -> Self {
@@ -95,7 +99,10 @@ impl Error {
 
 impl From<nix::Error> for Error {
     fn from(e: nix::Error) -> Self {
-        Error::Sys { op: "system call".into(), err: e.into() }
+        Error::Sys {
+            op: "system call".into(),
+            err: e.into(),
+        }
     }
 }
 

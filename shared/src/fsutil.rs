@@ -55,7 +55,10 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
     match fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|err| Error::Json { path: path.to_path_buf(), err }),
+            .map_err(|err| Error::Json {
+                path: path.to_path_buf(),
+                err,
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("read", path, e)),
     }
@@ -115,7 +118,10 @@ impl Lock {
                 return Err(Error::io("lock", path, err));
             }
         }
-        Ok(Lock { _file: file, path: path.to_path_buf() })
+        Ok(Lock {
+            _file: file,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {

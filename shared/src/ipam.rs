@@ -40,7 +40,10 @@ pub struct Ipam<'a> {
 
 impl<'a> Ipam<'a> {
     pub fn new(paths: &Paths, def: &'a NetworkDef) -> Self {
-        Ipam { def, dir: paths.leases_dir(&def.name) }
+        Ipam {
+            def,
+            dir: paths.leases_dir(&def.name),
+        }
     }
 
     fn lease_path(&self, ip: IpAddr) -> PathBuf {
@@ -49,7 +52,9 @@ impl<'a> Ipam<'a> {
 
     /// Who holds `ip`, if anyone.
     pub fn holder(&self, ip: IpAddr) -> Option<String> {
-        std::fs::read_to_string(self.lease_path(ip)).ok().map(|s| s.trim().to_string())
+        std::fs::read_to_string(self.lease_path(ip))
+            .ok()
+            .map(|s| s.trim().to_string())
     }
 
     /// Addresses this network must never hand out.
@@ -117,7 +122,10 @@ impl<'a> Ipam<'a> {
                 self.def.name
             )));
         }
-        Ok(Lease { address: ip, subnet: subnet.clone() })
+        Ok(Lease {
+            address: ip,
+            subnet: subnet.clone(),
+        })
     }
 
     /// Allocate the next free address of `subnet` for `owner`. The caller
@@ -128,8 +136,16 @@ impl<'a> Ipam<'a> {
             IpNetwork::V4(n) => 32 - u32::from(n.prefix()),
             IpNetwork::V6(n) => 128 - u32::from(n.prefix()),
         };
-        let size: u128 = if bits >= 128 { u128::MAX } else { 1u128 << bits };
-        let cursor_path = self.dir.join(if range.is_ipv4() { ".cursor-v4" } else { ".cursor-v6" });
+        let size: u128 = if bits >= 128 {
+            u128::MAX
+        } else {
+            1u128 << bits
+        };
+        let cursor_path = self.dir.join(if range.is_ipv4() {
+            ".cursor-v4"
+        } else {
+            ".cursor-v6"
+        });
         let start: u128 = std::fs::read_to_string(&cursor_path)
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -140,13 +156,18 @@ impl<'a> Ipam<'a> {
         let lap = size.min(1 << 24);
         for i in 0..lap {
             let n = (start.wrapping_add(i)) % size;
-            let Some(ip) = nth_host(&range, n) else { continue };
+            let Some(ip) = nth_host(&range, n) else {
+                continue;
+            };
             if !subnet.subnet.contains(ip) || self.is_reserved(subnet, ip) {
                 continue;
             }
             if self.try_take(ip, owner)? {
                 fsutil::write_atomic(&cursor_path, n.to_string().as_bytes())?;
-                return Ok(Lease { address: ip, subnet: subnet.clone() });
+                return Ok(Lease {
+                    address: ip,
+                    subnet: subnet.clone(),
+                });
             }
         }
         Err(Error::Exhausted(format!(
@@ -166,13 +187,25 @@ impl<'a> Ipam<'a> {
 
     /// Every lease of this network as (address, owner).
     pub fn leases(&self) -> Vec<(IpAddr, String)> {
-        let Ok(rd) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
         rd.flatten()
             .filter_map(|e| {
                 let ip: IpAddr = e.file_name().to_str()?.parse().ok()?;
                 Some((ip, self.holder(ip)?))
             })
             .collect()
+    }
+}
+
+/// Release a lease by network name, without loading the definition
+/// (teardown works from the record alone).
+pub fn release_lease(paths: &Paths, network: &str, ip: IpAddr, owner: &str) -> Result<bool> {
+    let path = paths.leases_dir(network).join(ip.to_string());
+    match std::fs::read_to_string(&path) {
+        Ok(h) if h.trim() == owner => fsutil::remove_file(&path),
+        _ => Ok(false),
     }
 }
 
@@ -185,7 +218,9 @@ mod tests {
         let root = std::env::temp_dir().join(format!(
             "wh-ipam-{}-{}",
             std::process::id(),
-            crate::network::stable_hash(format!("{subnet}{range:?}{:?}", std::thread::current().id()).as_bytes())
+            crate::network::stable_hash(
+                format!("{subnet}{range:?}{:?}", std::thread::current().id()).as_bytes()
+            )
         ));
         let paths = Paths::under(&root);
         let opts = CreateOptions {
@@ -206,14 +241,25 @@ mod tests {
         let s = &def.subnets[0];
         let mut got = Vec::new();
         for i in 0..5 {
-            got.push(ipam.allocate(s, &format!("c{i}")).unwrap().address.to_string());
+            got.push(
+                ipam.allocate(s, &format!("c{i}"))
+                    .unwrap()
+                    .address
+                    .to_string(),
+            );
         }
         // .0 network, .1 gateway, .7 broadcast never handed out.
-        assert_eq!(got, ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"]);
+        assert_eq!(
+            got,
+            ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"]
+        );
         let err = ipam.allocate(s, "c9").unwrap_err().to_string();
         assert!(err.contains("no free address"), "{err}");
         assert!(ipam.release("10.0.0.4".parse().unwrap(), "c2").unwrap());
-        assert_eq!(ipam.allocate(s, "c10").unwrap().address.to_string(), "10.0.0.4");
+        assert_eq!(
+            ipam.allocate(s, "c10").unwrap().address.to_string(),
+            "10.0.0.4"
+        );
         let _ = std::fs::remove_dir_all(root);
     }
 
@@ -226,12 +272,18 @@ mod tests {
         assert_eq!(a.cidr().to_string(), "10.0.1.5/24");
         // idempotent for the same owner, refused for another
         ipam.take_static("10.0.1.5".parse().unwrap(), "x").unwrap();
-        let err = ipam.take_static("10.0.1.5".parse().unwrap(), "y").unwrap_err().to_string();
+        let err = ipam
+            .take_static("10.0.1.5".parse().unwrap(), "y")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("already held by container x"), "{err}");
         assert!(ipam.take_static("10.0.2.5".parse().unwrap(), "y").is_err());
         assert!(ipam.take_static("10.0.1.1".parse().unwrap(), "y").is_err());
         // dynamic allocations come from the range only
-        assert_eq!(ipam.allocate(s, "z").unwrap().address.to_string(), "10.0.1.128");
+        assert_eq!(
+            ipam.allocate(s, "z").unwrap().address.to_string(),
+            "10.0.1.128"
+        );
         // a release by a non-holder does nothing
         assert!(!ipam.release("10.0.1.5".parse().unwrap(), "y").unwrap());
         let _ = std::fs::remove_dir_all(root);
@@ -249,7 +301,10 @@ mod tests {
                         (0..20)
                             .map(|i| {
                                 let _l = crate::fsutil::Lock::exclusive(lock).unwrap();
-                                Ipam::new(paths, def).allocate(&def.subnets[0], &format!("{t}-{i}")).unwrap().address
+                                Ipam::new(paths, def)
+                                    .allocate(&def.subnets[0], &format!("{t}-{i}"))
+                                    .unwrap()
+                                    .address
                             })
                             .collect::<Vec<_>>()
                     })
@@ -262,15 +317,5 @@ mod tests {
         uniq.dedup();
         assert_eq!(uniq.len(), 160);
         let _ = std::fs::remove_dir_all(root);
-    }
-}
-
-/// Release a lease by network name, without loading the definition
-/// (teardown works from the record alone).
-pub fn release_lease(paths: &Paths, network: &str, ip: IpAddr, owner: &str) -> Result<bool> {
-    let path = paths.leases_dir(network).join(ip.to_string());
-    match std::fs::read_to_string(&path) {
-        Ok(h) if h.trim() == owner => fsutil::remove_file(&path),
-        _ => Ok(false),
     }
 }

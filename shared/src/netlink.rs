@@ -89,8 +89,16 @@ impl Netlink {
 
     /// Look a link up by name.
     pub fn link(&self, name: &str) -> Result<Option<Link>> {
-        let req = self.handle.link().get().match_name(name.to_string()).execute();
-        match self.block(async { futures::pin_mut!(req); req.try_next().await }) {
+        let req = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match self.block(async {
+            futures::pin_mut!(req);
+            req.try_next().await
+        }) {
             Ok(Some(msg)) => Ok(Some(link_from_message(&msg))),
             Ok(None) => Ok(None),
             Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
@@ -155,12 +163,16 @@ impl Netlink {
         if let Some(m) = spec.master {
             host = host.controller(m);
         }
-        self.block(self.handle.link().add(host.build()).execute()).map_err(|e| {
-            nl_err(format!("create veth {} <-> {}", spec.host_name, spec.peer_name), e)
-        })?;
-        self.link(spec.host_name)?
-            .map(|l| l.index)
-            .ok_or_else(|| Error::NotFound(format!("veth {} vanished after creation", spec.host_name)))
+        self.block(self.handle.link().add(host.build()).execute())
+            .map_err(|e| {
+                nl_err(
+                    format!("create veth {} <-> {}", spec.host_name, spec.peer_name),
+                    e,
+                )
+            })?;
+        self.link(spec.host_name)?.map(|l| l.index).ok_or_else(|| {
+            Error::NotFound(format!("veth {} vanished after creation", spec.host_name))
+        })
     }
 
     /// Let a bridge port send frames back where they came from (a
@@ -169,7 +181,9 @@ impl Netlink {
         use netlink_packet_route::link::{InfoBridgePort, InfoPortData, InfoPortKind};
         let msg = LinkUnspec::new_with_index(index)
             .set_port_kind(InfoPortKind::Bridge)
-            .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)]))
+            .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                true,
+            )]))
             .build();
         self.block(self.handle.link().change(msg).execute())
             .map_err(|e| nl_err(format!("set hairpin mode on link {index}"), e))
@@ -195,7 +209,9 @@ impl Netlink {
 
     /// Delete a link by name; `Ok(false)` if it did not exist.
     pub fn delete_link(&self, name: &str) -> Result<bool> {
-        let Some(l) = self.link(name)? else { return Ok(false) };
+        let Some(l) = self.link(name)? else {
+            return Ok(false);
+        };
         match self.block(self.handle.link().del(l.index).execute()) {
             Ok(()) => Ok(true),
             Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
@@ -209,15 +225,21 @@ impl Netlink {
     pub fn add_address(&self, index: u32, addr: IpAddr, prefix: u8) -> Result<()> {
         let mut req = self.handle.address().add(index, addr, prefix);
         if addr.is_ipv6() {
-            use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
+            use netlink_packet_route::address::{
+                AddressAttribute, AddressFlags, AddressHeaderFlags,
+            };
             let msg = req.message_mut();
             msg.header.flags |= AddressHeaderFlags::Nodad;
-            msg.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         match self.block(req.execute()) {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
-            Err(e) => Err(nl_err(format!("add address {addr}/{prefix} to link {index}"), e)),
+            Err(e) => Err(nl_err(
+                format!("add address {addr}/{prefix} to link {index}"),
+                e,
+            )),
         }
     }
 
@@ -248,7 +270,9 @@ impl Netlink {
             RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
         };
         let req = self.handle.route().get(msg).execute();
-        let msgs: Vec<_> = self.block(req.try_collect()).map_err(|e| nl_err("list routes", e))?;
+        let msgs: Vec<_> = self
+            .block(req.try_collect())
+            .map_err(|e| nl_err("list routes", e))?;
         use netlink_packet_route::route::{RouteAddress, RouteAttribute};
         let ip = |a: &RouteAddress| match a {
             RouteAddress::Inet(v) => Some(IpAddr::V4(*v)),
@@ -282,8 +306,9 @@ impl Netlink {
     /// The addresses of this namespace as (link index, address, prefix).
     pub fn addresses(&self) -> Result<Vec<(u32, IpAddr, u8)>> {
         let req = self.handle.address().get().execute();
-        let msgs: Vec<_> =
-            self.block(req.try_collect()).map_err(|e| nl_err("list addresses", e))?;
+        let msgs: Vec<_> = self
+            .block(req.try_collect())
+            .map_err(|e| nl_err("list addresses", e))?;
         use netlink_packet_route::address::AddressAttribute;
         Ok(msgs
             .iter()

@@ -34,8 +34,13 @@ impl NetNs {
     /// A namespace file: `/proc/PID/ns/net` or a bind mount of one.
     pub fn open(path: &Path) -> Result<NetNs> {
         let file = File::open(path).map_err(|e| Error::io("open namespace", path, e))?;
-        let meta = file.metadata().map_err(|e| Error::io("stat namespace", path, e))?;
-        Ok(NetNs { file, inode: meta.ino() })
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("stat namespace", path, e))?;
+        Ok(NetNs {
+            file,
+            inode: meta.ino(),
+        })
     }
 
     /// Namespace identity: the nsfs inode (what `ls -i /proc/PID/ns/net` shows).
@@ -117,7 +122,9 @@ pub fn unmount(target: &Path) -> Result<()> {
 
 /// The namespace inode of `/proc/PID/ns/net` without opening it.
 pub fn inode_of_pid(pid: i32) -> Option<u64> {
-    std::fs::metadata(format!("/proc/{pid}/ns/net")).ok().map(|m| m.ino())
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// The namespace inode of a namespace file (bind mount or /proc link).
@@ -127,8 +134,11 @@ pub fn inode_of_path(path: &Path) -> Option<u64> {
 
 /// Pids of every process on the host, read from /proc.
 pub fn all_pids() -> Vec<i32> {
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
-    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect()
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// Map of namespace inode -> pids living in it, for every process we can see.
@@ -144,5 +154,7 @@ pub fn processes_by_netns() -> std::collections::HashMap<u64, Vec<i32>> {
 
 /// Does any process live in the namespace with this inode?
 pub fn has_processes(inode: u64) -> bool {
-    all_pids().into_iter().any(|pid| inode_of_pid(pid) == Some(inode))
+    all_pids()
+        .into_iter()
+        .any(|pid| inode_of_pid(pid) == Some(inode))
 }

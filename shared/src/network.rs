@@ -182,14 +182,19 @@ pub fn bridge_name_for(network: &str) -> String {
     if network.len() <= 12 {
         format!("wh-{network}")
     } else {
-        format!("wh-{:012x}", stable_hash(network.as_bytes()) & 0xffff_ffff_ffff)
+        format!(
+            "wh-{:012x}",
+            stable_hash(network.as_bytes()) & 0xffff_ffff_ffff
+        )
     }
 }
 
 /// First usable host address of a subnet (the default gateway).
 pub fn first_host(net: &IpNetwork) -> Result<IpAddr> {
     nth_host(net, 1).ok_or_else(|| {
-        Error::invalid(format!("subnet {net} is too small: use a prefix of /30 or shorter (/126 for IPv6)"))
+        Error::invalid(format!(
+            "subnet {net} is too small: use a prefix of /30 or shorter (/126 for IPv6)"
+        ))
     })
 }
 
@@ -250,7 +255,11 @@ impl<'a> Networks<'a> {
     /// Like [`get`](Self::get), but materialises the built-in `bridge`
     /// network on first use, choosing a subnet that avoids `taken` (the
     /// host's routes).
-    pub fn get_or_builtin(&self, name: &str, host_routes: impl FnOnce() -> Vec<IpNetwork>) -> Result<Option<NetworkDef>> {
+    pub fn get_or_builtin(
+        &self,
+        name: &str,
+        host_routes: impl FnOnce() -> Vec<IpNetwork>,
+    ) -> Result<Option<NetworkDef>> {
         if let Some(def) = self.get(name)? {
             return Ok(Some(def));
         }
@@ -290,7 +299,11 @@ impl<'a> Networks<'a> {
         Ok(NetworkDef {
             name: DEFAULT_NETWORK.into(),
             driver: Driver::Bridge,
-            subnets: vec![Subnet { subnet, gateway, ip_range: None }],
+            subnets: vec![Subnet {
+                subnet,
+                gateway,
+                ip_range: None,
+            }],
             bridge: Some(DEFAULT_BRIDGE.into()),
             internal: false,
             mtu: host.bridge_mtu,
@@ -374,11 +387,15 @@ pub fn build_definition(
     let driver = opts.driver.unwrap_or(Driver::Bridge);
     if let Some(m) = opts.mtu {
         if !(68..=65535).contains(&m) {
-            return Err(Error::invalid(format!("--mtu {m} is out of range: use 68 to 65535")));
+            return Err(Error::invalid(format!(
+                "--mtu {m} is out of range: use 68 to 65535"
+            )));
         }
     }
     if opts.gateways.len() > opts.subnets.len() {
-        return Err(Error::invalid("more --gateway than --subnet flags: give one gateway per subnet, in the same order"));
+        return Err(Error::invalid(
+            "more --gateway than --subnet flags: give one gateway per subnet, in the same order",
+        ));
     }
     if opts.ip_ranges.len() > opts.subnets.len() {
         return Err(Error::invalid("more --ip-range than --subnet flags: give at most one range per subnet, in the same order"));
@@ -396,12 +413,21 @@ pub fn build_definition(
                 "subnet {subnet} overlaps {s} of network {other}: pick a subnet that does not"
             )));
         }
-        if let Some(prev) = subnets.iter().find(|s: &&Subnet| overlaps(&s.subnet, &subnet)) {
-            return Err(Error::invalid(format!("--subnet {subnet} overlaps --subnet {}", prev.subnet)));
+        if let Some(prev) = subnets
+            .iter()
+            .find(|s: &&Subnet| overlaps(&s.subnet, &subnet))
+        {
+            return Err(Error::invalid(format!(
+                "--subnet {subnet} overlaps --subnet {}",
+                prev.subnet
+            )));
         }
         let gateway = match opts.gateways.get(i) {
             Some(g) => {
-                if !subnet.contains(*g) || Some(*g) == nth_host(&subnet, 0) || is_broadcast(&subnet, *g) {
+                if !subnet.contains(*g)
+                    || Some(*g) == nth_host(&subnet, 0)
+                    || is_broadcast(&subnet, *g)
+                {
                     return Err(Error::invalid(format!(
                         "--gateway {g} is not a usable address of --subnet {subnet}"
                     )));
@@ -414,30 +440,63 @@ pub fn build_definition(
             Some(r) => {
                 let r = canonical(*r, "--ip-range")?;
                 if !(subnet.contains(r.network()) && r.prefix() >= subnet.prefix()) {
-                    return Err(Error::invalid(format!("--ip-range {r} is not inside --subnet {subnet}")));
+                    return Err(Error::invalid(format!(
+                        "--ip-range {r} is not inside --subnet {subnet}"
+                    )));
                 }
                 Some(r)
             }
             None => None,
         };
-        subnets.push(Subnet { subnet, gateway, ip_range });
+        subnets.push(Subnet {
+            subnet,
+            gateway,
+            ip_range,
+        });
     }
     if driver == Driver::Bridge || driver == Driver::Overlay {
         if !subnets.iter().any(|s| !s.is_v6()) {
             let pool: Ipv4Network = AUTO_SUBNET_POOL.parse().expect("valid pool");
-            let occupied: Vec<IpNetwork> = taken.iter().map(|(_, s)| *s).chain(host_routes.iter().copied()).collect();
+            let occupied: Vec<IpNetwork> = taken
+                .iter()
+                .map(|(_, s)| *s)
+                .chain(host_routes.iter().copied())
+                .collect();
             let pick = (0..256u32)
-                .map(|i| IpNetwork::V4(Ipv4Network::new(Ipv4Addr::from(u32::from(pool.network()) + (i << 8)), 24).unwrap()))
-                .find(|c| !occupied.iter().any(|o| overlaps(o, c)) && !subnets.iter().any(|s| overlaps(&s.subnet, c)))
-                .ok_or_else(|| Error::Exhausted(format!("no free /24 left in {AUTO_SUBNET_POOL}: give --subnet")))?;
-            subnets.insert(0, Subnet { subnet: pick, gateway: first_host(&pick)?, ip_range: None });
+                .map(|i| {
+                    IpNetwork::V4(
+                        Ipv4Network::new(Ipv4Addr::from(u32::from(pool.network()) + (i << 8)), 24)
+                            .unwrap(),
+                    )
+                })
+                .find(|c| {
+                    !occupied.iter().any(|o| overlaps(o, c))
+                        && !subnets.iter().any(|s| overlaps(&s.subnet, c))
+                })
+                .ok_or_else(|| {
+                    Error::Exhausted(format!(
+                        "no free /24 left in {AUTO_SUBNET_POOL}: give --subnet"
+                    ))
+                })?;
+            subnets.insert(
+                0,
+                Subnet {
+                    subnet: pick,
+                    gateway: first_host(&pick)?,
+                    ip_range: None,
+                },
+            );
         }
         if opts.ipv6 && !subnets.iter().any(|s| s.is_v6()) {
             // A unique-local /64 derived from the name, stable across recreation.
             let h = stable_hash(opts.name.as_bytes());
             let prefix = (0xfd00u128 << 112) | (u128::from(h & 0xff_ffff_ffff_ffff) << 64);
             let net = IpNetwork::V6(Ipv6Network::new(Ipv6Addr::from(prefix), 64).unwrap());
-            subnets.push(Subnet { subnet: net, gateway: first_host(&net)?, ip_range: None });
+            subnets.push(Subnet {
+                subnet: net,
+                gateway: first_host(&net)?,
+                ip_range: None,
+            });
         }
     } else if subnets.is_empty() {
         return Err(Error::invalid(format!(
@@ -450,33 +509,51 @@ pub fn build_definition(
     }
     for a in &opts.aux_addresses {
         if !subnets.iter().any(|s| s.subnet.contains(*a)) {
-            return Err(Error::invalid(format!("--aux-address {a} is in none of the network's subnets")));
+            return Err(Error::invalid(format!(
+                "--aux-address {a} is in none of the network's subnets"
+            )));
         }
     }
     let bridge = match driver {
-        Driver::Bridge => Some(opts.bridge.clone().unwrap_or_else(|| bridge_name_for(&opts.name))),
+        Driver::Bridge => Some(
+            opts.bridge
+                .clone()
+                .unwrap_or_else(|| bridge_name_for(&opts.name)),
+        ),
         _ => None,
     };
     if let Some(b) = &bridge {
         crate::annotations::validate_ifname(b)?;
-        if let Some(other) = existing.iter().find(|d| d.bridge.as_deref() == Some(b.as_str())) {
-            return Err(Error::Conflict(format!("bridge {b} is already used by network {}", other.name)));
+        if let Some(other) = existing
+            .iter()
+            .find(|d| d.bridge.as_deref() == Some(b.as_str()))
+        {
+            return Err(Error::Conflict(format!(
+                "bridge {b} is already used by network {}",
+                other.name
+            )));
         }
     }
     match driver {
         Driver::Macvlan | Driver::Ipvlan => {
             if opts.parent.is_none() {
-                return Err(Error::invalid(format!("a {driver} network needs --parent IFACE")));
+                return Err(Error::invalid(format!(
+                    "a {driver} network needs --parent IFACE"
+                )));
             }
         }
         _ => {
             if opts.parent.is_some() {
-                return Err(Error::invalid(format!("--parent is for macvlan and ipvlan networks, not {driver}")));
+                return Err(Error::invalid(format!(
+                    "--parent is for macvlan and ipvlan networks, not {driver}"
+                )));
             }
         }
     }
     if opts.vni.is_some() && driver != Driver::Overlay {
-        return Err(Error::invalid(format!("--vni is for overlay networks, not {driver}")));
+        return Err(Error::invalid(format!(
+            "--vni is for overlay networks, not {driver}"
+        )));
     }
     Ok(NetworkDef {
         name: opts.name.clone(),
@@ -513,7 +590,10 @@ mod tests {
     use super::*;
 
     fn opts(name: &str) -> CreateOptions {
-        CreateOptions { name: name.into(), ..Default::default() }
+        CreateOptions {
+            name: name.into(),
+            ..Default::default()
+        }
     }
 
     #[test]

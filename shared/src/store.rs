@@ -106,7 +106,9 @@ pub struct ContainerRecord {
 impl ContainerRecord {
     /// Every address of every interface, without prefix.
     pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
-        self.interfaces.iter().flat_map(|i| i.addresses.iter().map(|a| a.ip()))
+        self.interfaces
+            .iter()
+            .flat_map(|i| i.addresses.iter().map(|a| a.ip()))
     }
 }
 
@@ -150,10 +152,16 @@ impl<'a> Records<'a> {
     /// are reported through `on_error` and skipped.
     pub fn list_with(&self, mut on_error: impl FnMut(Error)) -> Vec<ContainerRecord> {
         let dir = self.paths.records_dir();
-        let Ok(rd) = std::fs::read_dir(&dir) else { return Vec::new() };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
         let mut out: Vec<ContainerRecord> = rd
             .flatten()
-            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(".json") && !n.starts_with('.')))
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.ends_with(".json") && !n.starts_with('.'))
+            })
             .filter_map(|e| match fsutil::read_json::<ContainerRecord>(&e.path()) {
                 Ok(r) => r,
                 Err(err) => {
@@ -181,7 +189,10 @@ impl<'a> Records<'a> {
         let dir = self.paths.names_dir();
         let path = dir.join(name);
         let create = || {
-            std::fs::OpenOptions::new().write(true).create_new(true).open(&path)
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
         };
         let res = match create() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -193,7 +204,8 @@ impl<'a> Records<'a> {
         match res {
             Ok(mut f) => {
                 use std::io::Write;
-                f.write_all(id.as_bytes()).map_err(|e| Error::io("write", &path, e))
+                f.write_all(id.as_bytes())
+                    .map_err(|e| Error::io("write", &path, e))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
@@ -243,8 +255,12 @@ impl<'a> Records<'a> {
 
     /// Containers that joined `owner`'s namespace.
     pub fn sharers(&self, owner: &str) -> Vec<String> {
-        let Ok(rd) = std::fs::read_dir(self.paths.sharers_dir(owner)) else { return Vec::new() };
-        rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect()
+        let Ok(rd) = std::fs::read_dir(self.paths.sharers_dir(owner)) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
     }
 
     /// Find a container by id, name, or unique id prefix (at least 4 characters).

@@ -21,7 +21,8 @@ fn two_containers_on_the_default_bridge() {
     // The host side: the bridge holds the gateway, both veths hang on it.
     let br = host.link("wirehook0").expect("bridge wirehook0 exists");
     assert_eq!(br["linkinfo"]["info_kind"], "bridge");
-    let (gw, prefix) = addr_of(&host.addrs_json(), "wirehook0", false).expect("gateway on the bridge");
+    let (gw, prefix) =
+        addr_of(&host.addrs_json(), "wirehook0", false).expect("gateway on the bridge");
     let veths = links_with_prefix(&host, "whv");
     assert_eq!(veths.len(), 2, "{veths:?}");
     for v in &veths {
@@ -36,13 +37,26 @@ fn two_containers_on_the_default_bridge() {
     assert_ne!(ipa, ipb);
     assert_eq!(pa, prefix);
     let net = ipnet(gw, prefix);
-    assert!(net.contains(&ipa) && net.contains(&ipb), "{ipa} {ipb} in {gw}/{prefix}");
+    assert!(
+        net.contains(&ipa) && net.contains(&ipb),
+        "{ipa} {ipb} in {gw}/{prefix}"
+    );
     let routes = a.routes_json();
-    let default = routes.as_array().unwrap().iter().find(|r| r["dst"] == "default").expect("default route");
+    let default = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dst"] == "default")
+        .expect("default route");
     assert_eq!(default["gateway"], gw.to_string());
     assert_eq!(default["dev"], "eth0");
     let links = a.links_json();
-    let names: Vec<_> = links.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_string()).collect();
+    let names: Vec<_> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, ["lo", "eth0"]);
 
     // Traffic: each other, the gateway, and the LAN through masquerade.
@@ -50,10 +64,19 @@ fn two_containers_on_the_default_bridge() {
     assert!(pings(&b, &ipa.to_string()), "b reaches a");
     assert!(pings(&a, &gw.to_string()), "a reaches the gateway");
     let echo = up.echo_server(7000);
-    let reply = tcp(&a.netns_path(), SocketAddr::new(up.peer_addr().into(), 7000), "hello").expect("LAN reachable");
+    let reply = tcp(
+        &a.netns_path(),
+        SocketAddr::new(up.peer_addr().into(), 7000),
+        "hello",
+    )
+    .expect("LAN reachable");
     assert!(reply.ends_with("hello"), "{reply}");
     let client = echo.clients()[0];
-    assert_eq!(client.ip(), IpAddr::from(up.host_addr()), "masqueraded to the host's uplink address");
+    assert_eq!(
+        client.ip(),
+        IpAddr::from(up.host_addr()),
+        "masqueraded to the host's uplink address"
+    );
 
     // The record knows it all; teardown removes it all.
     let ps = host.wirehook(&["ps", "--json"], None).expect_success("ps");
@@ -62,7 +85,10 @@ fn two_containers_on_the_default_bridge() {
     unwire(&host, a.id());
     unwire(&host, b.id());
     assert_clean(&host);
-    assert!(host.link("wirehook0").is_some(), "bridges stay (no per-container churn)");
+    assert!(
+        host.link("wirehook0").is_some(),
+        "bridges stay (no per-container churn)"
+    );
 }
 
 fn ipnet(ip: IpAddr, prefix: u8) -> Net {
@@ -74,11 +100,19 @@ impl Net {
     fn contains(&self, ip: &IpAddr) -> bool {
         match (self.0, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.1 == 0 { 0 } else { u32::MAX << (32 - self.1) };
+                let mask = if self.1 == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.1)
+                };
                 u32::from(n) & mask == u32::from(*a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.1 == 0 { 0 } else { u128::MAX << (128 - self.1) };
+                let mask = if self.1 == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.1)
+                };
                 u128::from(n) & mask == u128::from(*a) & mask
             }
             _ => false,
@@ -92,33 +126,73 @@ fn published_port_answers_lan_host_and_other_containers() {
     let up = host.uplink();
     let web = host.container("web");
     let other = host.container("oth");
-    wire(&host, &web, &[("io.wirehook.network", "bridge"), ("io.wirehook.ports", "8080:80,5353:53/udp")]);
+    wire(
+        &host,
+        &web,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "8080:80,5353:53/udp"),
+        ],
+    );
     wire(&host, &other, &[("io.wirehook.network", "bridge")]);
     let _tcp = EchoServer::tcp(&web.netns_path(), "0.0.0.0:80".parse().unwrap());
     let _udp = EchoServer::udp(&web.netns_path(), "0.0.0.0:53".parse().unwrap());
 
     let host_addr: IpAddr = up.host_addr().into();
     // Another machine on the LAN.
-    let r = up.tcp_request(SocketAddr::new(host_addr, 8080), "from-lan").expect("LAN -> published port");
-    assert!(r.starts_with(&format!("{}:", up.peer_addr())), "client address preserved: {r}");
-    let r = up.udp_request(SocketAddr::new(host_addr, 5353), "udp").expect("LAN -> udp port");
+    let r = up
+        .tcp_request(SocketAddr::new(host_addr, 8080), "from-lan")
+        .expect("LAN -> published port");
+    assert!(
+        r.starts_with(&format!("{}:", up.peer_addr())),
+        "client address preserved: {r}"
+    );
+    let r = up
+        .udp_request(SocketAddr::new(host_addr, 5353), "udp")
+        .expect("LAN -> udp port");
     assert!(r.ends_with("udp"), "{r}");
     // The host itself, by its address and by 127.0.0.1.
-    let r = tcp(host.netns_path(), SocketAddr::new(host_addr, 8080), "from-host").expect("host -> own address");
+    let r = tcp(
+        host.netns_path(),
+        SocketAddr::new(host_addr, 8080),
+        "from-host",
+    )
+    .expect("host -> own address");
     assert!(r.ends_with("from-host"), "{r}");
-    let r = tcp(host.netns_path(), "127.0.0.1:8080".parse().unwrap(), "from-lo").expect("host -> 127.0.0.1");
+    let r = tcp(
+        host.netns_path(),
+        "127.0.0.1:8080".parse().unwrap(),
+        "from-lo",
+    )
+    .expect("host -> 127.0.0.1");
     assert!(r.ends_with("from-lo"), "{r}");
     // Another container, through the host's address.
-    let r = tcp(&other.netns_path(), SocketAddr::new(host_addr, 8080), "from-ctr").expect("container -> host address");
+    let r = tcp(
+        &other.netns_path(),
+        SocketAddr::new(host_addr, 8080),
+        "from-ctr",
+    )
+    .expect("container -> host address");
     assert!(r.ends_with("from-ctr"), "{r}");
     // The container itself, through the host's address (hairpin).
-    let r = tcp(&web.netns_path(), SocketAddr::new(host_addr, 8080), "hairpin");
-    assert!(r.is_ok_and(|r| r.ends_with("hairpin")), "container reaches its own published port");
+    let r = tcp(
+        &web.netns_path(),
+        SocketAddr::new(host_addr, 8080),
+        "hairpin",
+    );
+    assert!(
+        r.is_ok_and(|r| r.ends_with("hairpin")),
+        "container reaches its own published port"
+    );
 
     // One element per port, nothing per container in the rules.
     assert_eq!(nft_elements(&host, "pub4_any").len(), 2);
     unwire(&host, web.id());
-    assert!(up.tcp_request(SocketAddr::new(host_addr, 8080), "gone").is_err(), "port closed after teardown");
+    assert!(
+        up.tcp_request(SocketAddr::new(host_addr, 8080), "gone")
+            .is_err(),
+        "port closed after teardown"
+    );
     unwire(&host, other.id());
     assert_clean(&host);
 }
@@ -127,10 +201,28 @@ fn published_port_answers_lan_host_and_other_containers() {
 fn networks_are_isolated_and_internal_has_no_way_out() {
     let host = TestHost::new("iso");
     let up = host.uplink();
-    host.wirehook(&["network", "create", "--subnet", "10.31.0.0/24", "red"], None).expect_success("create red");
-    host.wirehook(&["network", "create", "--subnet", "10.32.0.0/24", "blue"], None).expect_success("create blue");
-    host.wirehook(&["network", "create", "--internal", "--subnet", "10.33.0.0/24", "vault"], None)
-        .expect_success("create vault");
+    host.wirehook(
+        &["network", "create", "--subnet", "10.31.0.0/24", "red"],
+        None,
+    )
+    .expect_success("create red");
+    host.wirehook(
+        &["network", "create", "--subnet", "10.32.0.0/24", "blue"],
+        None,
+    )
+    .expect_success("create blue");
+    host.wirehook(
+        &[
+            "network",
+            "create",
+            "--internal",
+            "--subnet",
+            "10.33.0.0/24",
+            "vault",
+        ],
+        None,
+    )
+    .expect_success("create vault");
     let r1 = host.container("r1");
     let r2 = host.container("r2");
     let b1 = host.container("b1");
@@ -138,44 +230,97 @@ fn networks_are_isolated_and_internal_has_no_way_out() {
     let v2 = host.container("v2");
     wire(&host, &r1, &[("io.wirehook.network", "red")]);
     wire(&host, &r2, &[("io.wirehook.network", "red")]);
-    wire(&host, &b1, &[("io.wirehook.network", "blue"), ("io.wirehook.ports", "9090:90")]);
+    wire(
+        &host,
+        &b1,
+        &[
+            ("io.wirehook.network", "blue"),
+            ("io.wirehook.ports", "9090:90"),
+        ],
+    );
     wire(&host, &v1, &[("io.wirehook.network", "vault")]);
     wire(&host, &v2, &[("io.wirehook.network", "vault")]);
     let _srv = EchoServer::tcp(&b1.netns_path(), "0.0.0.0:90".parse().unwrap());
 
     assert!(ipv4_of(&r1).to_string().starts_with("10.31.0."));
-    assert!(pings(&r1, &ipv4_of(&r2).to_string()), "same network: reachable");
-    assert!(!pings(&r1, &ipv4_of(&b1).to_string()), "red must not reach blue");
-    assert!(!pings(&b1, &ipv4_of(&r1).to_string()), "blue must not reach red");
+    assert!(
+        pings(&r1, &ipv4_of(&r2).to_string()),
+        "same network: reachable"
+    );
+    assert!(
+        !pings(&r1, &ipv4_of(&b1).to_string()),
+        "red must not reach blue"
+    );
+    assert!(
+        !pings(&b1, &ipv4_of(&r1).to_string()),
+        "blue must not reach red"
+    );
     let direct = tcp(&r1.netns_path(), SocketAddr::new(ipv4_of(&b1), 90), "x");
     assert!(direct.is_err(), "no TCP across networks either");
     // ... but a published port stays reachable through the host's address.
-    let via_host = tcp(&r1.netns_path(), SocketAddr::new(up.host_addr().into(), 9090), "pub");
-    assert!(via_host.is_ok_and(|r| r.ends_with("pub")), "published port reachable from another network");
+    let via_host = tcp(
+        &r1.netns_path(),
+        SocketAddr::new(up.host_addr().into(), 9090),
+        "pub",
+    );
+    assert!(
+        via_host.is_ok_and(|r| r.ends_with("pub")),
+        "published port reachable from another network"
+    );
 
     // Internal: members talk, nothing leaves, no default route.
     assert!(pings(&v1, &ipv4_of(&v2).to_string()));
-    assert!(!pings(&v1, &up.peer_addr().to_string()), "internal network must not reach the LAN");
+    assert!(
+        !pings(&v1, &up.peer_addr().to_string()),
+        "internal network must not reach the LAN"
+    );
     let routes = v1.routes_json();
-    assert!(!routes.as_array().unwrap().iter().any(|r| r["dst"] == "default"), "no default route: {routes}");
-    assert!(!pings(&r1, &ipv4_of(&v1).to_string()), "nor be reached from other networks");
+    assert!(
+        !routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst"] == "default"),
+        "no default route: {routes}"
+    );
+    assert!(
+        !pings(&r1, &ipv4_of(&v1).to_string()),
+        "nor be reached from other networks"
+    );
 
-    host.wirehook(&["network", "rm", "red"], None).expect_failure("rm while in use");
+    host.wirehook(&["network", "rm", "red"], None)
+        .expect_failure("rm while in use");
     for c in [&r1, &r2, &b1, &v1, &v2] {
         unwire(&host, c.id());
     }
     assert_clean(&host);
-    host.wirehook(&["network", "rm", "red", "blue", "vault"], None).expect_success("rm after use");
+    host.wirehook(&["network", "rm", "red", "blue", "vault"], None)
+        .expect_success("rm after use");
     assert!(host.link("wh-red").is_none(), "rm removes the bridge");
-    let chains = host.exec(&["nft", "list", "table", "inet", "wirehook"]).stdout_str();
-    assert!(!chains.contains("nw-red"), "rm removes the network's chains:\n{chains}");
+    let chains = host
+        .exec(&["nft", "list", "table", "inet", "wirehook"])
+        .stdout_str();
+    assert!(
+        !chains.contains("nw-red"),
+        "rm removes the network's chains:\n{chains}"
+    );
 }
 
 #[test]
 fn static_address_mac_mtu_ifname_and_ipv6() {
     let host = TestHost::new("stat");
     host.wirehook(
-        &["network", "create", "--subnet", "10.40.0.0/24", "--subnet", "fd00:40::/64", "--mtu", "1400", "dual"],
+        &[
+            "network",
+            "create",
+            "--subnet",
+            "10.40.0.0/24",
+            "--subnet",
+            "fd00:40::/64",
+            "--mtu",
+            "1400",
+            "dual",
+        ],
         None,
     )
     .expect_success("create dual");
@@ -197,20 +342,43 @@ fn static_address_mac_mtu_ifname_and_ipv6() {
     assert_eq!(l["address"], "02:aa:bb:cc:dd:ee");
     assert_eq!(l["mtu"], 1300);
     let addrs = a.addrs_json();
-    assert_eq!(addr_of(&addrs, "net0", false).unwrap().0.to_string(), "10.40.0.50");
-    assert_eq!(addr_of(&addrs, "net0", true).unwrap().0.to_string(), "fd00:40::50");
-    assert_eq!(find_link(&b.links_json(), "eth0").unwrap()["mtu"], 1400, "network MTU by default");
-    let b6 = addr_of(&b.addrs_json(), "eth0", true).expect("v6 from the pool").0;
+    assert_eq!(
+        addr_of(&addrs, "net0", false).unwrap().0.to_string(),
+        "10.40.0.50"
+    );
+    assert_eq!(
+        addr_of(&addrs, "net0", true).unwrap().0.to_string(),
+        "fd00:40::50"
+    );
+    assert_eq!(
+        find_link(&b.links_json(), "eth0").unwrap()["mtu"],
+        1400,
+        "network MTU by default"
+    );
+    let b6 = addr_of(&b.addrs_json(), "eth0", true)
+        .expect("v6 from the pool")
+        .0;
     assert!(pings(&b, "10.40.0.50"));
     assert!(pings(&b, "fd00:40::50"), "IPv6 between containers");
     assert!(b6.to_string().starts_with("fd00:40::"));
 
     // The static address is taken: another container cannot have it.
     let c = host.container("c");
-    let out = setup(&host, &c, &[("io.wirehook.network", "dual"), ("io.wirehook.ip", "10.40.0.50")]).expect_failure("taken ip");
+    let out = setup(
+        &host,
+        &c,
+        &[
+            ("io.wirehook.network", "dual"),
+            ("io.wirehook.ip", "10.40.0.50"),
+        ],
+    )
+    .expect_failure("taken ip");
     let err = out.stderr_str();
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(err.contains("10.40.0.50") && err.contains("already held"), "{err}");
+    assert!(
+        err.contains("10.40.0.50") && err.contains("already held"),
+        "{err}"
+    );
     assert!(find_link(&c.links_json(), "eth0").is_none());
     unwire(&host, a.id());
     unwire(&host, b.id());
@@ -220,15 +388,42 @@ fn static_address_mac_mtu_ifname_and_ipv6() {
 #[test]
 fn multiple_networks_give_one_interface_each() {
     let host = TestHost::new("multi");
-    host.wirehook(&["network", "create", "--subnet", "10.51.0.0/24", "front"], None).expect_success("front");
-    host.wirehook(&["network", "create", "--subnet", "10.52.0.0/24", "back"], None).expect_success("back");
+    host.wirehook(
+        &["network", "create", "--subnet", "10.51.0.0/24", "front"],
+        None,
+    )
+    .expect_success("front");
+    host.wirehook(
+        &["network", "create", "--subnet", "10.52.0.0/24", "back"],
+        None,
+    )
+    .expect_success("back");
     let c = host.container("m");
     wire(&host, &c, &[("io.wirehook.network", "front,back")]);
     let addrs = c.addrs_json();
-    assert!(addr_of(&addrs, "eth0", false).unwrap().0.to_string().starts_with("10.51.0."));
-    assert!(addr_of(&addrs, "eth1", false).unwrap().0.to_string().starts_with("10.52.0."));
-    let defaults: Vec<_> = c.routes_json().as_array().unwrap().iter().filter(|r| r["dst"] == "default").cloned().collect();
-    assert_eq!(defaults.len(), 1, "one default route, via the first network: {defaults:?}");
+    assert!(addr_of(&addrs, "eth0", false)
+        .unwrap()
+        .0
+        .to_string()
+        .starts_with("10.51.0."));
+    assert!(addr_of(&addrs, "eth1", false)
+        .unwrap()
+        .0
+        .to_string()
+        .starts_with("10.52.0."));
+    let defaults: Vec<_> = c
+        .routes_json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["dst"] == "default")
+        .cloned()
+        .collect();
+    assert_eq!(
+        defaults.len(),
+        1,
+        "one default route, via the first network: {defaults:?}"
+    );
     assert_eq!(defaults[0]["dev"], "eth0");
     unwire(&host, c.id());
     assert_clean(&host);
@@ -243,13 +438,18 @@ fn idempotent_setup_and_teardown() {
     let first = addr_of(&c.addrs_json(), "eth0", false).unwrap();
     // prestart after createRuntime (a hooks.d file listing both) changes nothing.
     let bundle = c.bundle(NetNsEntry::Fresh);
-    host.wirehook_hook("prestart", &c.state_json(c.id(), "created", &ann, &bundle)).expect_success("second setup");
+    host.wirehook_hook("prestart", &c.state_json(c.id(), "created", &ann, &bundle))
+        .expect_success("second setup");
     assert_eq!(addr_of(&c.addrs_json(), "eth0", false).unwrap(), first);
     assert_eq!(links_with_prefix(&host, "whv").len(), 1);
     unwire(&host, c.id());
     unwire(&host, c.id());
     // crun's poststop shape: pid 0.
-    host.wirehook_hook("poststop", &oci_state(c.id(), "stopped", Some(0), &bundle, &ann)).expect_success("third teardown");
+    host.wirehook_hook(
+        "poststop",
+        &oci_state(c.id(), "stopped", Some(0), &bundle, &ann),
+    )
+    .expect_success("third teardown");
     assert_clean(&host);
 }
 
@@ -257,7 +457,8 @@ fn idempotent_setup_and_teardown() {
 fn no_annotation_means_no_op() {
     let host = TestHost::new("noop");
     let c = host.container("n");
-    let out = setup(&host, &c, &[("org.example.other", "x")]).expect_success("hook without our annotation");
+    let out = setup(&host, &c, &[("org.example.other", "x")])
+        .expect_success("hook without our annotation");
     assert!(out.stderr.is_empty());
     assert_eq!(c.links_json().as_array().unwrap().len(), 1, "only lo");
     assert!(host.link("wirehook0").is_none(), "nothing made on the host");
@@ -269,16 +470,35 @@ fn gc_cleans_up_after_a_runtime_that_never_called_poststop() {
     let host = TestHost::new("gc");
     let mut c = host.container("g");
     let keep = host.container("k");
-    wire(&host, &c, &[("io.wirehook.network", "bridge"), ("io.wirehook.ports", "8081:80")]);
+    wire(
+        &host,
+        &c,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "8081:80"),
+        ],
+    );
     wire(&host, &keep, &[("io.wirehook.network", "bridge")]);
     c.kill();
-    let out = host.wirehook(&["gc", "--dry-run"], None).expect_success("gc --dry-run");
+    let out = host
+        .wirehook(&["gc", "--dry-run"], None)
+        .expect_success("gc --dry-run");
     assert!(out.stdout_str().contains(c.id()), "{}", out.stdout_str());
-    assert_eq!(links_with_prefix(&host, "whv").len(), 2, "dry run changes nothing");
+    assert_eq!(
+        links_with_prefix(&host, "whv").len(),
+        2,
+        "dry run changes nothing"
+    );
     host.wirehook(&["gc"], None).expect_success("gc");
-    let ps = host.wirehook(&["ps"], None).expect_success("ps").stdout_str();
+    let ps = host
+        .wirehook(&["ps"], None)
+        .expect_success("ps")
+        .stdout_str();
     assert!(!ps.contains(c.id()) && ps.contains(keep.id()), "{ps}");
-    assert!(eventually(5, || links_with_prefix(&host, "whv").len() == 1), "dead container's veth gone");
+    assert!(
+        eventually(5, || links_with_prefix(&host, "whv").len() == 1),
+        "dead container's veth gone"
+    );
     assert!(nft_elements(&host, "pub4_any").is_empty());
     unwire(&host, keep.id());
     assert_clean(&host);

@@ -10,11 +10,18 @@ use crate::drivers::{self, HostCx};
 pub fn run(paths: &Paths, which: Option<&str>) -> Result<()> {
     let records = Records::new(paths);
     let list = match which {
-        Some(k) => vec![records.find(k)?.ok_or_else(|| anyhow!("no container {k} (see `wirehook ps`)"))?],
+        Some(k) => vec![records
+            .find(k)?
+            .ok_or_else(|| anyhow!("no container {k} (see `wirehook ps`)"))?],
         None => records.list(),
     };
     let nl = Netlink::new()?;
-    let cx = HostCx { paths, host_nl: &nl, netns_alive: true, problems: Vec::new() };
+    let cx = HostCx {
+        paths,
+        host_nl: &nl,
+        netns_alive: true,
+        problems: Vec::new(),
+    };
     let mut bad = 0;
     for rec in &list {
         let mut problems = drivers::for_mode(rec.mode).check(&cx, rec, None);

@@ -32,7 +32,10 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
             continue;
         }
         removed += 1;
-        println!("{verb} {} ({}, {} mode): no process left", rec.id, rec.name, rec.mode);
+        println!(
+            "{verb} {} ({}, {} mode): no process left",
+            rec.id, rec.name, rec.mode
+        );
         if !dry_run {
             for p in teardown_record(paths, &rec) {
                 println!("  problem: {p}");
@@ -42,22 +45,40 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
 
     // Leftovers no record owns.
     let leases_root = paths.run_dir.join("leases");
-    for net in std::fs::read_dir(&leases_root).into_iter().flatten().flatten() {
-        for lease in std::fs::read_dir(net.path()).into_iter().flatten().flatten() {
+    for net in std::fs::read_dir(&leases_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for lease in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = lease.file_name().to_string_lossy().to_string();
             if name.starts_with('.') {
                 continue;
             }
-            let owner = std::fs::read_to_string(lease.path()).unwrap_or_default().trim().to_string();
+            let owner = std::fs::read_to_string(lease.path())
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             if !live_ids.contains(&owner) && records.get(&owner).ok().flatten().is_none() {
-                println!("{verb} lease {name} on {} (owner {owner} has no record)", net.file_name().to_string_lossy());
+                println!(
+                    "{verb} lease {name} on {} (owner {owner} has no record)",
+                    net.file_name().to_string_lossy()
+                );
                 if !dry_run {
                     let _ = std::fs::remove_file(lease.path());
                 }
             }
         }
     }
-    for m in std::fs::read_dir(paths.netns_dir()).into_iter().flatten().flatten() {
+    for m in std::fs::read_dir(paths.netns_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let id = m.file_name().to_string_lossy().to_string();
         if records.get(&id).ok().flatten().is_none() {
             println!("{verb} namespace bind mount {}", m.path().display());
@@ -66,12 +87,14 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
             }
         }
     }
-    for n in std::fs::read_dir(paths.names_dir()).into_iter().flatten().flatten() {
+    for n in std::fs::read_dir(paths.names_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let id = std::fs::read_to_string(n.path()).unwrap_or_default();
-        if records.get(id.trim()).ok().flatten().is_none() {
-            if !dry_run {
-                let _ = std::fs::remove_file(n.path());
-            }
+        if records.get(id.trim()).ok().flatten().is_none() && !dry_run {
+            let _ = std::fs::remove_file(n.path());
         }
     }
     // Host ends of veths that no record names (made by a setup that was killed).
@@ -82,7 +105,10 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
             .flat_map(|r| r.interfaces.iter().filter_map(|i| i.host_ifname.clone()))
             .collect();
         for link in nl.links().unwrap_or_default() {
-            if link.name.starts_with("whv") && link.kind.as_deref() == Some("veth") && !known.contains(&link.name) {
+            if link.name.starts_with("whv")
+                && link.kind.as_deref() == Some("veth")
+                && !known.contains(&link.name)
+            {
                 println!("{verb} stray veth {}", link.name);
                 if !dry_run {
                     let _ = nl.delete_link(&link.name);

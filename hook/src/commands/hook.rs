@@ -69,7 +69,9 @@ fn annotations_of(state: &State) -> BTreeMap<String, String> {
     let from_config = std::fs::read(state.bundle.join("config.json"))
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| serde_json::from_value::<BTreeMap<String, String>>(v.get("annotations")?.clone()).ok())
+        .and_then(|v| {
+            serde_json::from_value::<BTreeMap<String, String>>(v.get("annotations")?.clone()).ok()
+        })
         .unwrap_or_default();
     let mut all = from_config;
     all.extend(state.annotations.clone());
@@ -96,7 +98,9 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
     }
     let mut name = annotations::container_name(&ann, &state.id);
     if name == state.id {
-        if let Some(n) = crate::caller::conmon_name().filter(|n| wirehook_shared::fsutil::is_safe_component(n, 128)) {
+        if let Some(n) = crate::caller::conmon_name()
+            .filter(|n| wirehook_shared::fsutil::is_safe_component(n, 128))
+        {
             name = n;
         }
     }
@@ -107,7 +111,17 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
     };
     let host_nl = Netlink::new()?;
     let mut undo = Undo::default();
-    let result = wire(paths, state, pid, &req, &name, &netns, &bundle_netns, &host_nl, &mut undo);
+    let result = wire(
+        paths,
+        state,
+        pid,
+        &req,
+        &name,
+        &netns,
+        &bundle_netns,
+        &host_nl,
+        &mut undo,
+    );
     match result {
         Ok(rec) => {
             log::info(format!(
@@ -117,7 +131,15 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
                 rec.mode,
                 rec.interfaces
                     .iter()
-                    .map(|i| format!("{} {}", i.ifname, i.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")))
+                    .map(|i| format!(
+                        "{} {}",
+                        i.ifname,
+                        i.addresses
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ))
                     .collect::<Vec<_>>()
                     .join("; ")
             ));
@@ -175,10 +197,15 @@ fn wire(
         NetworkRequest::Container(_) => {
             rec.mode = Mode::Container;
             drivers::for_mode(Mode::Container).setup(&mut cx, None)?;
-            let NetworkRequest::Container(key) = &req.network else { unreachable!() };
+            let NetworkRequest::Container(key) = &req.network else {
+                unreachable!()
+            };
             let owner = drivers::container::owner(&cx, key)?;
             records.add_sharer(&owner.id, &state.id)?;
-            cx.undo.push(Change::Sharer { owner: owner.id.clone(), sharer: state.id.clone() });
+            cx.undo.push(Change::Sharer {
+                owner: owner.id.clone(),
+                sharer: state.id.clone(),
+            });
             rec.shares_with = Some(owner.id);
         }
         NetworkRequest::Networks(names) => {
@@ -196,7 +223,11 @@ fn wire(
                     (0, Some(n)) => n.clone(),
                     _ => format!("eth{i}"),
                 };
-                let at = Attachment { network: def, index: i, ifname };
+                let at = Attachment {
+                    network: def,
+                    index: i,
+                    ifname,
+                };
                 if let Some(iface) = driver.setup(&mut cx, Some(&at))? {
                     rec.interfaces.push(iface);
                 }
@@ -261,7 +292,10 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord) -> Vec<String> {
     let host_nl = match Netlink::new() {
         Ok(nl) => nl,
         Err(e) => {
-            let msg = format!("cannot open netlink: {e}; leaving {} for `wirehook gc`", rec.id);
+            let msg = format!(
+                "cannot open netlink: {e}; leaving {} for `wirehook gc`",
+                rec.id
+            );
             log::error(&msg);
             return vec![msg];
         }
@@ -302,7 +336,11 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord) -> Vec<String> {
         "tore down {} ({} mode){}",
         rec.id,
         rec.mode,
-        if cx.problems.is_empty() { String::new() } else { format!(" with {} problem(s)", cx.problems.len()) }
+        if cx.problems.is_empty() {
+            String::new()
+        } else {
+            format!(" with {} problem(s)", cx.problems.len())
+        }
     ));
     cx.problems
 }

@@ -20,8 +20,10 @@ use crate::resolve::host_routes;
 #[derive(Subcommand)]
 pub enum NetworkCmd {
     /// Define a network
-    #[command(after_help = "Examples:\n  wirehook network create web\n  wirehook network create --subnet 10.20.0.0/24 --gateway 10.20.0.254 --ip-range 10.20.0.128/25 web\n  wirehook network create --internal --ipv6 backend")]
-    Create(CreateArgs),
+    #[command(
+        after_help = "Examples:\n  wirehook network create web\n  wirehook network create --subnet 10.20.0.0/24 --gateway 10.20.0.254 --ip-range 10.20.0.128/25 web\n  wirehook network create --internal --ipv6 backend"
+    )]
+    Create(Box<CreateArgs>),
     /// List networks
     #[command(alias = "list")]
     Ls {
@@ -92,7 +94,7 @@ pub struct CreateArgs {
 
 pub fn run(paths: &Paths, cmd: NetworkCmd) -> Result<()> {
     match cmd {
-        NetworkCmd::Create(a) => create(paths, a),
+        NetworkCmd::Create(a) => create(paths, *a),
         NetworkCmd::Ls { json, quiet } => ls(paths, json, quiet),
         NetworkCmd::Inspect { names } => inspect(paths, &names),
         NetworkCmd::Rm { names } => {
@@ -107,14 +109,18 @@ pub fn run(paths: &Paths, cmd: NetworkCmd) -> Result<()> {
 
 fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
     if a.name == DEFAULT_NETWORK {
-        bail!("network {DEFAULT_NETWORK} is built in: pick another name (its subnet is set in {})", paths.host_config_file().display());
+        bail!(
+            "network {DEFAULT_NETWORK} is built in: pick another name (its subnet is set in {})",
+            paths.host_config_file().display()
+        );
     }
     let aux_addresses = a
         .aux_address
         .iter()
         .map(|s| {
             let ip = s.rsplit('=').next().unwrap_or(s);
-            ip.parse::<IpAddr>().map_err(|_| anyhow!("--aux-address {s:?}: expected [NAME=]IP"))
+            ip.parse::<IpAddr>()
+                .map_err(|_| anyhow!("--aux-address {s:?}: expected [NAME=]IP"))
         })
         .collect::<Result<Vec<_>>>()?;
     let labels = a
@@ -146,7 +152,9 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
         bridge: a.bridge,
         labels,
     };
-    let routes = Netlink::new().map(|nl| host_routes(&nl)).unwrap_or_default();
+    let routes = Netlink::new()
+        .map(|nl| host_routes(&nl))
+        .unwrap_or_default();
     let def = Networks::new(paths).create(&opts, &routes)?;
     log::info(format!("created network {} ({})", def.name, summary(&def)));
     println!("{}", def.name);
@@ -154,7 +162,11 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
 }
 
 fn summary(def: &NetworkDef) -> String {
-    def.subnets.iter().map(|s| s.subnet.to_string()).collect::<Vec<_>>().join(",")
+    def.subnets
+        .iter()
+        .map(|s| s.subnet.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Every network, the built-in one included.
@@ -168,7 +180,10 @@ fn all(paths: &Paths) -> Result<Vec<NetworkDef>> {
 }
 
 fn users<'r>(records: &'r [ContainerRecord], network: &str) -> Vec<&'r ContainerRecord> {
-    records.iter().filter(|r| r.interfaces.iter().any(|i| i.network == network)).collect()
+    records
+        .iter()
+        .filter(|r| r.interfaces.iter().any(|i| i.network == network))
+        .collect()
 }
 
 fn ls(paths: &Paths, json: bool, quiet: bool) -> Result<()> {
@@ -181,7 +196,10 @@ fn ls(paths: &Paths, json: bool, quiet: bool) -> Result<()> {
         return Ok(());
     }
     if json {
-        let v: Vec<_> = defs.iter().map(|d| inspect_json(paths, d, &records)).collect();
+        let v: Vec<_> = defs
+            .iter()
+            .map(|d| inspect_json(paths, d, &records))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -192,13 +210,30 @@ fn ls(paths: &Paths, json: bool, quiet: bool) -> Result<()> {
                 d.name.clone(),
                 d.driver.to_string(),
                 summary(d),
-                d.subnets.iter().map(|s| s.gateway.to_string()).collect::<Vec<_>>().join(","),
-                d.bridge.clone().or_else(|| d.parent.clone()).unwrap_or_else(|| "-".into()),
+                d.subnets
+                    .iter()
+                    .map(|s| s.gateway.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                d.bridge
+                    .clone()
+                    .or_else(|| d.parent.clone())
+                    .unwrap_or_else(|| "-".into()),
                 users(&records, &d.name).len().to_string(),
             ]
         })
         .collect();
-    crate::commands::ps::print_table(&["NAME", "DRIVER", "SUBNETS", "GATEWAYS", "DEVICE", "CONTAINERS"], &rows);
+    crate::commands::ps::print_table(
+        &[
+            "NAME",
+            "DRIVER",
+            "SUBNETS",
+            "GATEWAYS",
+            "DEVICE",
+            "CONTAINERS",
+        ],
+        &rows,
+    );
     Ok(())
 }
 
@@ -218,7 +253,10 @@ fn inspect_json(paths: &Paths, d: &NetworkDef, records: &[ContainerRecord]) -> s
         })
         .collect();
     v["containers"] = json!(containers);
-    v["realized"] = json!(paths.realized_dir().join(format!("{}.json", d.name)).exists());
+    v["realized"] = json!(paths
+        .realized_dir()
+        .join(format!("{}.json", d.name))
+        .exists());
     v
 }
 
@@ -242,7 +280,9 @@ fn inspect(paths: &Paths, names: &[String]) -> Result<()> {
 
 fn rm(paths: &Paths, name: &str) -> Result<()> {
     let store = Networks::new(paths);
-    let def = store.get(name)?.ok_or_else(|| anyhow!("no network {name} (see `wirehook network ls`)"))?;
+    let def = store
+        .get(name)?
+        .ok_or_else(|| anyhow!("no network {name} (see `wirehook network ls`)"))?;
     if def.builtin {
         bail!("network {name} is built in and cannot be removed");
     }
@@ -253,7 +293,12 @@ fn rm(paths: &Paths, name: &str) -> Result<()> {
         bail!(
             "network {name} is in use by {} container(s) ({}): stop them first",
             using.len(),
-            using.iter().map(|r| r.name.as_str()).take(5).collect::<Vec<_>>().join(", ")
+            using
+                .iter()
+                .map(|r| r.name.as_str())
+                .take(5)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     if def.driver == Driver::Bridge {
@@ -262,7 +307,8 @@ fn rm(paths: &Paths, name: &str) -> Result<()> {
     }
     let leases = paths.leases_dir(name);
     if leases.exists() {
-        std::fs::remove_dir_all(&leases).map_err(|e| anyhow!("remove {}: {e}", leases.display()))?;
+        std::fs::remove_dir_all(&leases)
+            .map_err(|e| anyhow!("remove {}: {e}", leases.display()))?;
     }
     store.remove(name)?;
     let _ = fsutil::remove_file(&paths.locks_dir().join(format!("net-{name}.lock")));

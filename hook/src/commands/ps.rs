@@ -30,7 +30,8 @@ pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
 }
 
 pub fn run(paths: &Paths, json: bool) -> Result<()> {
-    let records = Records::new(paths).list_with(|e| eprintln!("wirehook: skipping unreadable record: {e}"));
+    let records =
+        Records::new(paths).list_with(|e| eprintln!("wirehook: skipping unreadable record: {e}"));
     if json {
         println!("{}", serde_json::to_string_pretty(&records)?);
         return Ok(());
@@ -40,7 +41,11 @@ pub fn run(paths: &Paths, json: bool) -> Result<()> {
         .map(|r| {
             let join = |f: &dyn Fn(&wirehook_shared::store::InterfaceRecord) -> String| {
                 let v: Vec<String> = r.interfaces.iter().map(f).collect();
-                if v.is_empty() { "-".to_string() } else { v.join(",") }
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.join(",")
+                }
             };
             let network = match (&r.shares_with, r.interfaces.is_empty()) {
                 (Some(o), _) => format!("container:{}", &o[..o.len().min(12)]),
@@ -53,11 +58,34 @@ pub fn run(paths: &Paths, json: bool) -> Result<()> {
                 r.mode.to_string(),
                 network,
                 join(&|i| i.ifname.clone()),
-                join(&|i| i.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ")),
-                join(&|i| i.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")),
+                join(&|i| {
+                    i.addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }),
+                join(&|i| {
+                    i.ports
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }),
             ]
         })
         .collect();
-    print_table(&["ID", "NAME", "MODE", "NETWORK", "IFACE", "ADDRESSES", "PORTS"], &rows);
+    print_table(
+        &[
+            "ID",
+            "NAME",
+            "MODE",
+            "NETWORK",
+            "IFACE",
+            "ADDRESSES",
+            "PORTS",
+        ],
+        &rows,
+    );
     Ok(())
 }

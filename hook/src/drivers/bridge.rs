@@ -78,8 +78,17 @@ pub fn realize(paths: &Paths, nl: &Netlink, net: &NetworkDef) -> Result<u32> {
         log::warn(&w);
         eprintln!("wirehook: warning: {w}");
     }
-    fsutil::write_json(&marker, &Realized { bridge: bridge.to_string(), ifindex: index })?;
-    log::info(format!("network {}: bridge {bridge} (index {index}) and firewall rules in place", net.name));
+    fsutil::write_json(
+        &marker,
+        &Realized {
+            bridge: bridge.to_string(),
+            ifindex: index,
+        },
+    )?;
+    log::info(format!(
+        "network {}: bridge {bridge} (index {index}) and firewall rules in place",
+        net.name
+    ));
     Ok(index)
 }
 
@@ -136,19 +145,30 @@ fn allocate(cx: &mut SetupCx<'_>, net: &NetworkDef) -> Result<Vec<Lease>> {
     let ipam = Ipam::new(cx.paths, net);
     let mut leases = Vec::new();
     for subnet in &net.subnets {
-        let wanted = cx.request.ips.iter().find(|ip| subnet.subnet.contains(**ip));
+        let wanted = cx
+            .request
+            .ips
+            .iter()
+            .find(|ip| subnet.subnet.contains(**ip));
         let lease = match wanted {
             Some(ip) => ipam.take_static(*ip, cx.id)?,
             None => ipam.allocate(subnet, cx.id)?,
         };
-        cx.undo.push(Change::Lease { network: net.name.clone(), address: lease.address });
+        cx.undo.push(Change::Lease {
+            network: net.name.clone(),
+            address: lease.address,
+        });
         leases.push(lease);
     }
     Ok(leases)
 }
 
 impl Driver for Bridge {
-    fn setup(&self, cx: &mut SetupCx<'_>, at: Option<&Attachment<'_>>) -> Result<Option<InterfaceRecord>> {
+    fn setup(
+        &self,
+        cx: &mut SetupCx<'_>,
+        at: Option<&Attachment<'_>>,
+    ) -> Result<Option<InterfaceRecord>> {
         let at = at.ok_or_else(|| Error::invalid("bridge mode needs a network"))?;
         let net = at.network;
         let first = at.index == 0;
@@ -209,9 +229,9 @@ impl Driver for Bridge {
         let ifname = at.ifname.clone();
         {
             let nl = cx.container_nl()?;
-            let link = nl
-                .link(&ifname)?
-                .ok_or_else(|| Error::NotFound(format!("{ifname} did not appear in the container")))?;
+            let link = nl.link(&ifname)?.ok_or_else(|| {
+                Error::NotFound(format!("{ifname} did not appear in the container"))
+            })?;
             nl.set_up(link.index)?;
             for a in &addresses {
                 nl.add_address(link.index, a.ip(), a.prefix())?;
@@ -226,7 +246,11 @@ impl Driver for Bridge {
 
         // Published ports: map elements only.
         fail_point("ports")?;
-        let ports: Vec<PortMapping> = if first { cx.request.ports.clone() } else { Vec::new() };
+        let ports: Vec<PortMapping> = if first {
+            cx.request.ports.clone()
+        } else {
+            Vec::new()
+        };
         let rules = port_rules(&ports, &addresses);
         if !rules.is_empty() {
             // So the container reaches its own published ports via the host.
@@ -240,7 +264,11 @@ impl Driver for Bridge {
             cx.id,
             ifname,
             net.name,
-            addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            addresses
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         Ok(Some(InterfaceRecord {
             network: net.name.clone(),
@@ -256,7 +284,12 @@ impl Driver for Bridge {
         }))
     }
 
-    fn teardown(&self, cx: &mut HostCx<'_>, rec: &ContainerRecord, iface: Option<&InterfaceRecord>) {
+    fn teardown(
+        &self,
+        cx: &mut HostCx<'_>,
+        rec: &ContainerRecord,
+        iface: Option<&InterfaceRecord>,
+    ) {
         let Some(iface) = iface else { return };
         let rules = port_rules(&iface.ports, &iface.addresses);
         if !rules.is_empty() {
@@ -266,11 +299,19 @@ impl Driver for Bridge {
         }
         let addrs: Vec<IpAddr> = iface.addresses.iter().map(|a| a.ip()).collect();
         if let Err(e) = firewall::flush_conntrack(&addrs) {
-            cx.problem(format!("{}: could not flush conntrack entries: {e}", rec.id));
+            cx.problem(format!(
+                "{}: could not flush conntrack entries: {e}",
+                rec.id
+            ));
         }
         for a in &addrs {
-            if let Err(e) = wirehook_shared::ipam::release_lease(cx.paths, &iface.network, *a, &rec.id) {
-                cx.problem(format!("{}: could not release {a} on {}: {e}", rec.id, iface.network));
+            if let Err(e) =
+                wirehook_shared::ipam::release_lease(cx.paths, &iface.network, *a, &rec.id)
+            {
+                cx.problem(format!(
+                    "{}: could not release {a} on {}: {e}",
+                    rec.id, iface.network
+                ));
             }
         }
         if let (true, Some(host)) = (cx.netns_alive, &iface.host_ifname) {
@@ -280,28 +321,41 @@ impl Driver for Bridge {
         }
     }
 
-    fn check(&self, cx: &HostCx<'_>, rec: &ContainerRecord, iface: Option<&InterfaceRecord>) -> Vec<String> {
+    fn check(
+        &self,
+        cx: &HostCx<'_>,
+        rec: &ContainerRecord,
+        iface: Option<&InterfaceRecord>,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         let Some(iface) = iface else { return out };
         if let (Some(host), Some(bridge)) = (&iface.host_ifname, &iface.bridge) {
             let br = cx.host_nl.link(bridge).ok().flatten();
             match (cx.host_nl.link(host), br) {
                 (Ok(Some(l)), Some(b)) if l.master == Some(b.index) => {}
-                (Ok(Some(_)), Some(_)) => out.push(format!("{host} is not a port of bridge {bridge}")),
+                (Ok(Some(_)), Some(_)) => {
+                    out.push(format!("{host} is not a port of bridge {bridge}"))
+                }
                 (Ok(Some(_)), None) => out.push(format!("bridge {bridge} is missing")),
                 (Ok(None), _) => out.push(format!("host end {host} is missing")),
                 (Err(e), _) => out.push(format!("cannot look up {host}: {e}")),
             }
         }
-        let Some(path) = &rec.netns_path else { return out };
-        let inside = wirehook_shared::netns::NetNs::open(path).and_then(|ns| Netlink::in_netns(&ns));
+        let Some(path) = &rec.netns_path else {
+            return out;
+        };
+        let inside =
+            wirehook_shared::netns::NetNs::open(path).and_then(|ns| Netlink::in_netns(&ns));
         match inside {
             Err(e) => out.push(format!("cannot enter the container's namespace: {e}")),
             Ok(nl) => match nl.link(&iface.ifname) {
                 Ok(Some(l)) => {
                     let have = nl.addresses().unwrap_or_default();
                     for a in &iface.addresses {
-                        if !have.iter().any(|(i, ip, p)| *i == l.index && *ip == a.ip() && *p == a.prefix()) {
+                        if !have
+                            .iter()
+                            .any(|(i, ip, p)| *i == l.index && *ip == a.ip() && *p == a.prefix())
+                        {
                             out.push(format!("{} lacks address {a}", iface.ifname));
                         }
                     }

@@ -18,15 +18,24 @@ pub fn owner(cx: &SetupCx<'_>, key: &str) -> Result<ContainerRecord> {
         ))
     })?;
     if rec.id == cx.id {
-        return Err(Error::invalid(format!("io.wirehook.network=container:{key} names the container itself")));
+        return Err(Error::invalid(format!(
+            "io.wirehook.network=container:{key} names the container itself"
+        )));
     }
     Ok(rec)
 }
 
 impl Driver for Shared {
-    fn setup(&self, cx: &mut SetupCx<'_>, _at: Option<&Attachment<'_>>) -> Result<Option<InterfaceRecord>> {
-        let wirehook_shared::annotations::NetworkRequest::Container(key) = &cx.request.network else {
-            return Err(Error::invalid("container mode needs io.wirehook.network=container:<id or name>"));
+    fn setup(
+        &self,
+        cx: &mut SetupCx<'_>,
+        _at: Option<&Attachment<'_>>,
+    ) -> Result<Option<InterfaceRecord>> {
+        let wirehook_shared::annotations::NetworkRequest::Container(key) = &cx.request.network
+        else {
+            return Err(Error::invalid(
+                "container mode needs io.wirehook.network=container:<id or name>",
+            ));
         };
         let owner = owner(cx, key)?;
         if owner.netns_inode != cx.netns.inode() {
@@ -43,14 +52,29 @@ impl Driver for Shared {
         Ok(None)
     }
 
-    fn teardown(&self, _cx: &mut HostCx<'_>, _rec: &ContainerRecord, _iface: Option<&InterfaceRecord>) {}
+    fn teardown(
+        &self,
+        _cx: &mut HostCx<'_>,
+        _rec: &ContainerRecord,
+        _iface: Option<&InterfaceRecord>,
+    ) {
+    }
 
-    fn check(&self, cx: &HostCx<'_>, rec: &ContainerRecord, _iface: Option<&InterfaceRecord>) -> Vec<String> {
-        let Some(owner) = &rec.shares_with else { return vec!["no owner recorded".into()] };
+    fn check(
+        &self,
+        cx: &HostCx<'_>,
+        rec: &ContainerRecord,
+        _iface: Option<&InterfaceRecord>,
+    ) -> Vec<String> {
+        let Some(owner) = &rec.shares_with else {
+            return vec!["no owner recorded".into()];
+        };
         match Records::new(cx.paths).get(owner) {
             Ok(Some(o)) if o.netns_inode == rec.netns_inode => Vec::new(),
             Ok(Some(_)) => vec![format!("owner {owner} now has another namespace")],
-            Ok(Option::None) => vec![format!("owner {owner} is gone: this container has only loopback left")],
+            Ok(Option::None) => vec![format!(
+                "owner {owner} is gone: this container has only loopback left"
+            )],
             Err(e) => vec![format!("cannot read owner {owner}: {e}")],
         }
     }

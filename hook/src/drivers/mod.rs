@@ -51,7 +51,17 @@ impl<'a> SetupCx<'a> {
         undo: &'a mut Undo,
     ) -> Result<Self> {
         let host_inode = NetNs::current()?.inode();
-        Ok(SetupCx { paths, id, request, netns, bundle_netns, host_inode, host_nl, undo, container_nl: None })
+        Ok(SetupCx {
+            paths,
+            id,
+            request,
+            netns,
+            bundle_netns,
+            host_inode,
+            host_nl,
+            undo,
+            container_nl: None,
+        })
     }
 
     /// A netlink socket inside the container's namespace, opened on first use.
@@ -92,14 +102,23 @@ impl HostCx<'_> {
 pub trait Driver: Sync {
     /// Wire `at` into the container. Modes without a network (host, none,
     /// container) get `None` and return no interface.
-    fn setup(&self, cx: &mut SetupCx<'_>, at: Option<&Attachment<'_>>) -> Result<Option<InterfaceRecord>>;
+    fn setup(
+        &self,
+        cx: &mut SetupCx<'_>,
+        at: Option<&Attachment<'_>>,
+    ) -> Result<Option<InterfaceRecord>>;
 
     /// Remove what setup made, from the record alone. Never fails: what
     /// cannot be removed is reported through `cx.problem`.
     fn teardown(&self, cx: &mut HostCx<'_>, rec: &ContainerRecord, iface: Option<&InterfaceRecord>);
 
     /// Compare the record with the kernel; one line per difference.
-    fn check(&self, cx: &HostCx<'_>, rec: &ContainerRecord, iface: Option<&InterfaceRecord>) -> Vec<String>;
+    fn check(
+        &self,
+        cx: &HostCx<'_>,
+        rec: &ContainerRecord,
+        iface: Option<&InterfaceRecord>,
+    ) -> Vec<String>;
 }
 
 /// The driver of a mode without networks.

@@ -8,7 +8,11 @@ use super::{Attachment, Driver, HostCx, SetupCx};
 pub struct None;
 
 impl Driver for None {
-    fn setup(&self, cx: &mut SetupCx<'_>, _at: Option<&Attachment<'_>>) -> Result<Option<InterfaceRecord>> {
+    fn setup(
+        &self,
+        cx: &mut SetupCx<'_>,
+        _at: Option<&Attachment<'_>>,
+    ) -> Result<Option<InterfaceRecord>> {
         if cx.netns.inode() == cx.host_inode {
             return Err(Error::invalid(
                 "io.wirehook.network=none but the container runs in the host's network namespace: add {\"type\": \"network\"} to linux.namespaces in config.json (podman: --network none)",
@@ -18,12 +22,28 @@ impl Driver for None {
         Ok(Option::None)
     }
 
-    fn teardown(&self, _cx: &mut HostCx<'_>, _rec: &ContainerRecord, _iface: Option<&InterfaceRecord>) {}
+    fn teardown(
+        &self,
+        _cx: &mut HostCx<'_>,
+        _rec: &ContainerRecord,
+        _iface: Option<&InterfaceRecord>,
+    ) {
+    }
 
-    fn check(&self, _cx: &HostCx<'_>, rec: &ContainerRecord, _iface: Option<&InterfaceRecord>) -> Vec<String> {
+    fn check(
+        &self,
+        _cx: &HostCx<'_>,
+        rec: &ContainerRecord,
+        _iface: Option<&InterfaceRecord>,
+    ) -> Vec<String> {
         match &rec.netns_path {
-            Some(p) if wirehook_shared::netns::inode_of_path(p) == Some(rec.netns_inode) => Vec::new(),
-            Some(p) => vec![format!("namespace bind mount {} is gone or changed", p.display())],
+            Some(p) if wirehook_shared::netns::inode_of_path(p) == Some(rec.netns_inode) => {
+                Vec::new()
+            }
+            Some(p) => vec![format!(
+                "namespace bind mount {} is gone or changed",
+                p.display()
+            )],
             Option::None => Vec::new(),
         }
     }

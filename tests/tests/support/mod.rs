@@ -13,7 +13,10 @@ use wirehook_tests::*;
 /// Run setup for bare container `c` with `ann`; returns the output.
 pub fn setup(host: &TestHost, c: &Container<'_>, ann: &[(&str, &str)]) -> Output {
     let bundle = c.bundle(NetNsEntry::Fresh);
-    host.wirehook_hook("createRuntime", &c.state_json(c.id(), "creating", ann, &bundle))
+    host.wirehook_hook(
+        "createRuntime",
+        &c.state_json(c.id(), "creating", ann, &bundle),
+    )
 }
 
 /// Setup that must succeed.
@@ -35,11 +38,18 @@ pub fn addr_of(addrs: &Value, ifname: &str, v6: bool) -> Option<(IpAddr, u8)> {
         .iter()
         .filter(|a| a["family"] == if v6 { "inet6" } else { "inet" })
         .filter(|a| a["scope"] == "global")
-        .find_map(|a| Some((a["local"].as_str()?.parse().ok()?, a["prefixlen"].as_u64()? as u8)))
+        .find_map(|a| {
+            Some((
+                a["local"].as_str()?.parse().ok()?,
+                a["prefixlen"].as_u64()? as u8,
+            ))
+        })
 }
 
 pub fn ipv4_of(c: &Container<'_>) -> IpAddr {
-    addr_of(&c.addrs_json(), "eth0", false).expect("eth0 has an IPv4 address").0
+    addr_of(&c.addrs_json(), "eth0", false)
+        .expect("eth0 has an IPv4 address")
+        .0
 }
 
 /// Does one ping from the container get an answer?
@@ -67,7 +77,11 @@ pub fn links_with_prefix(host: &TestHost, prefix: &str) -> Vec<String> {
 /// Elements of an nftables map/set in the host's `inet wirehook` table.
 pub fn nft_elements(host: &TestHost, set: &str) -> Vec<Value> {
     let out = host.exec(&["nft", "-j", "list", "set", "inet", "wirehook", set]);
-    let out = if out.status.success() { out } else { host.exec(&["nft", "-j", "list", "map", "inet", "wirehook", set]) };
+    let out = if out.status.success() {
+        out
+    } else {
+        host.exec(&["nft", "-j", "list", "map", "inet", "wirehook", set])
+    };
     if !out.status.success() {
         return Vec::new();
     }
@@ -133,7 +147,10 @@ pub fn assert_clean(host: &TestHost) {
         links_with_prefix(host, "whv")
     );
     let files = state_files(&run_dir(host));
-    assert!(files.is_empty(), "state left in the run directory: {files:?}");
+    assert!(
+        files.is_empty(),
+        "state left in the run directory: {files:?}"
+    );
     let mounts: Vec<_> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
