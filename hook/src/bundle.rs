@@ -63,7 +63,12 @@ fn hook_entry(exe: &Path, root: Option<&Path>, stage: &str) -> Value {
     }
     args.push(json!("hook"));
     args.push(json!(stage));
-    json!({ "path": exe.to_string_lossy(), "args": args, "timeout": 10 })
+    json!({
+        "path": exe.to_string_lossy(),
+        "args": args,
+        "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "timeout": 10
+    })
 }
 
 /// Edit `BUNDLE/config.json` so runc/crun call wirehook and the network

@@ -77,3 +77,37 @@ pub fn warn(msg: impl AsRef<str>) {
 pub fn error(msg: impl AsRef<str>) {
     emit("error", 3, msg.as_ref());
 }
+
+/// Phase timings for profiling: with `WIREHOOK_TIMING=1`, `phase("x")`
+/// marks the end of phase x and [`report_phases`] prints them to stderr.
+static PHASES: std::sync::Mutex<Vec<(&'static str, std::time::Instant)>> = std::sync::Mutex::new(Vec::new());
+static TIMING: OnceLock<bool> = OnceLock::new();
+
+fn timing() -> bool {
+    *TIMING.get_or_init(|| std::env::var_os("WIREHOOK_TIMING").is_some_and(|v| v == "1"))
+}
+
+pub fn phase(name: &'static str) {
+    if timing() {
+        if let Ok(mut p) = PHASES.lock() {
+            p.push((name, std::time::Instant::now()));
+        }
+    }
+}
+
+pub fn report_phases(start: std::time::Instant) {
+    if !timing() {
+        return;
+    }
+    let Ok(p) = PHASES.lock() else { return };
+    let mut prev = start;
+    let parts: Vec<String> = p
+        .iter()
+        .map(|(n, t)| {
+            let s = format!("{n}={}us", t.duration_since(prev).as_micros());
+            prev = *t;
+            s
+        })
+        .collect();
+    eprintln!("wirehook timing: {} total={}us", parts.join(" "), prev.duration_since(start).as_micros());
+}

@@ -597,6 +597,17 @@ fn forward_drop_policy_of_another_table_is_reported() {
         "{ type filter hook forward priority 0; policy accept; }",
     ]);
     assert_eq!(ns.run(firewall::forward_drop_warning), None);
+
+    // Docker on iptables-legacy, invisible to nft.
+    let ns = TestNs::new();
+    ns.cmd(&["iptables-legacy", "-N", "DOCKER-USER"]);
+    ns.cmd(&["iptables-legacy", "-P", "FORWARD", "DROP"]);
+    let msg = ns.run(firewall::forward_drop_warning).expect("a warning");
+    assert!(msg.contains("(iptables-legacy)"), "{msg}");
+    assert!(
+        msg.contains("iptables-legacy -I DOCKER-USER -o wh-+ -j ACCEPT"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -881,13 +892,21 @@ fn bench_add_remove_ports() {
 #[ignore = "benchmark: cargo test -p wirehook-shared --test firewall -- --ignored --nocapture"]
 fn bench_flush_conntrack() {
     let ns = TestNs::new();
-    ns.run(|| firewall::ensure_table().unwrap());
-    for others in [1000usize, 20000] {
+    ns.run(|| {
+        firewall::ensure_table().unwrap();
+        let t = Instant::now();
+        firewall::flush_conntrack(&[ip("10.77.0.2")]).unwrap();
+        println!(
+            "flush_conntrack, namespace without entries: {:?}",
+            t.elapsed()
+        );
+    });
+    for (round, others) in [1000usize, 20000].into_iter().enumerate() {
         // `others` unrelated entries plus 10 of the container's.
         let mut lines = String::new();
         for i in 0..others + 10 {
             let src = if i < others {
-                format!("10.1.{}.{}", i / 250, i % 250 + 1)
+                format!("10.{}.{}.{}", 10 + round, i / 250, i % 250 + 1)
             } else {
                 "10.99.0.2".into()
             };
@@ -899,8 +918,13 @@ fn bench_flush_conntrack() {
         }
         let file = std::env::temp_dir().join(format!("wh-fw-ct-{}.txt", std::process::id()));
         std::fs::write(&file, lines).unwrap();
-        ns.cmd(&["conntrack", "-R", file.to_str().unwrap()]);
+        let loaded = Command::new("nsenter")
+            .arg(format!("--net={}", ns.path().display()))
+            .args(["--", "conntrack", "-R"])
+            .arg(&file)
+            .output();
         let _ = std::fs::remove_file(&file);
+        assert!(loaded.unwrap().status.success(), "conntrack -R failed");
         let t = Instant::now();
         let n = ns.run(|| firewall::flush_conntrack(&[ip("10.77.0.2")]).unwrap());
         println!(

@@ -100,6 +100,7 @@ pub mod bundle;
 pub mod cmd;
 pub mod container;
 pub mod dummy_hook;
+pub mod e2e;
 pub mod host;
 pub mod runtime;
 pub mod sys;

@@ -44,10 +44,12 @@ fn infer_stage(state: &State) -> Stage {
 }
 
 pub fn run(paths: &Paths, stage: Option<Stage>) -> Result<()> {
+    let start = std::time::Instant::now();
     let state = State::from_stdin()?;
     log::init(paths, &state.id);
+    log::phase("state");
     let stage = stage.unwrap_or_else(|| infer_stage(&state));
-    match stage {
+    let res = match stage {
         Stage::CreateRuntime | Stage::Prestart => setup(paths, &state),
         Stage::Poststop => {
             teardown(paths, &state.id);
@@ -57,7 +59,9 @@ pub fn run(paths: &Paths, stage: Option<Stage>) -> Result<()> {
             log::info(format!("stage {other:?}: nothing to do"));
             Ok(())
         }
-    }
+    };
+    log::report_phases(start);
+    res
 }
 
 /// Annotations from the state, else from the bundle's config.json (some
@@ -88,6 +92,7 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
     )?;
     let netns = NetNs::of_pid(pid)?;
     let records = Records::new(paths);
+    log::phase("parse");
     if let Some(existing) = records.get(&state.id)? {
         if existing.netns_inode == netns.inode() {
             log::info("already wired (setup ran at an earlier stage): nothing to do");
@@ -110,6 +115,7 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
         bundle::read_netns(&state.bundle)
     };
     let host_nl = Netlink::new()?;
+    log::phase("open");
     let mut undo = Undo::default();
     let result = wire(
         paths,
@@ -238,6 +244,7 @@ fn wire(
     let undo = cx.undo;
 
     // Keep the namespace reachable by path (what `prepare` points sharers at).
+    log::phase("drivers");
     fail_point("bindmount")?;
     if !matches!(rec.mode, Mode::Host | Mode::Container) {
         let path = paths.netns_file(&state.id);
@@ -246,10 +253,12 @@ fn wire(
         undo.push(Change::Mount(path.clone()));
         rec.netns_path = Some(path);
     }
+    log::phase("bindmount");
     fail_point("record")?;
     records.put(&rec)?;
     undo.push(Change::Record(state.id.clone()));
     fail_point("done")?;
+    log::phase("record");
     Ok(rec)
 }
 
@@ -306,6 +315,7 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord) -> Vec<String> {
         netns_alive: !matches!(rec.mode, Mode::Host | Mode::Container) && netns_in_use(paths, rec),
         problems: Vec::new(),
     };
+    log::phase("open");
     if rec.interfaces.is_empty() {
         drivers::for_mode(rec.mode).teardown(&mut cx, rec, None);
     }
@@ -315,6 +325,7 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord) -> Vec<String> {
             Err(e) => cx.problem(format!("{}: {e}", rec.id)),
         }
     }
+    log::phase("drivers");
     let records = Records::new(paths);
     if let Some(p) = &rec.netns_path {
         if let Err(e) = netns::unmount(p) {
@@ -329,9 +340,11 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord) -> Vec<String> {
     if let Err(e) = records.release_name(&rec.name, &rec.id) {
         cx.problem(format!("cannot release name {}: {e}", rec.name));
     }
+    log::phase("unmount");
     if let Err(e) = records.remove(&rec.id) {
         cx.problem(format!("cannot remove the record: {e}"));
     }
+    log::phase("record");
     log::info(format!(
         "tore down {} ({} mode){}",
         rec.id,

@@ -231,28 +231,28 @@ pub fn network_script(n: &NetworkRules) -> String {
     s
 }
 
-/// Where `nft` lives; podman runs hooks with an empty environment, so
+/// Where a tool lives; podman runs hooks with an empty environment, so
 /// PATH may be missing.
-fn nft_binary() -> PathBuf {
+fn binary(name: &str) -> PathBuf {
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            let p = dir.join("nft");
+            let p = dir.join(name);
             if p.is_file() {
                 return p;
             }
         }
     }
-    for p in [
-        "/usr/sbin/nft",
-        "/sbin/nft",
-        "/usr/local/sbin/nft",
-        "/usr/bin/nft",
-    ] {
-        if std::path::Path::new(p).is_file() {
-            return PathBuf::from(p);
+    for dir in ["/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin"] {
+        let p = std::path::Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
         }
     }
-    PathBuf::from("nft")
+    PathBuf::from(name)
+}
+
+fn nft_binary() -> PathBuf {
+    binary("nft")
 }
 
 /// Run `nft -f -` with `script` as one transaction.
@@ -310,13 +310,35 @@ fn nft_json(args: &[&str]) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-/// See [`super::forward_drop_warning`].
+/// A base chain of another table that drops forwarded packets by default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropChain {
+    /// `ip`, `ip6`, `inet`, ...
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    /// The table has docker's `DOCKER-USER` chain (the place docker wants
+    /// operator rules in).
+    pub docker_user: bool,
+    /// Seen through iptables-legacy, not nftables.
+    pub legacy: bool,
+}
+
+/// See [`super::forward_drop_warning`]. Forks `nft` (and, when legacy
+/// iptables tables exist, `iptables-legacy`); called when a network is
+/// realized, never per container.
 pub fn forward_drop_warning() -> Option<String> {
-    let chains = nft_json(&["list", "chains"])?;
+    let mut drops = nft_json(&["list", "chains"])
+        .map(|c| dropping_chains(&c))
+        .unwrap_or_default();
+    drops.extend(legacy_drop());
+    if drops.is_empty() {
+        return None;
+    }
     let bridges = nft_json(&["list", "set", "inet", TABLE, "bridges"])
         .map(|v| set_elements(&v))
         .unwrap_or_default();
-    drop_warning_from(&chains, &bridges)
+    Some(drop_message(&drops, &bridges))
 }
 
 /// String elements of the first set in `nft -j list set` output.
@@ -341,62 +363,112 @@ fn set_elements(v: &serde_json::Value) -> Vec<String> {
     Vec::new()
 }
 
-/// The decision of [`forward_drop_warning`] on parsed `nft -j list chains`
-/// output and the known wirehook bridges.
-pub fn drop_warning_from(chains: &serde_json::Value, bridges: &[String]) -> Option<String> {
-    let items = chains.get("nftables")?.as_array()?;
+/// Forward-hook base chains with policy drop in `nft -j list chains`
+/// output, other than wirehook's own.
+pub fn dropping_chains(chains: &serde_json::Value) -> Vec<DropChain> {
+    let items = chains
+        .get("nftables")
+        .and_then(|n| n.as_array())
+        .cloned()
+        .unwrap_or_default();
     let all: Vec<&serde_json::Value> = items.iter().filter_map(|i| i.get("chain")).collect();
     let field = |c: &serde_json::Value, k: &str| {
         c.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string()
     };
-    let dropping: Vec<&serde_json::Value> = all
-        .iter()
-        .copied()
+    all.iter()
         .filter(|c| field(c, "hook") == "forward" && field(c, "policy") == "drop")
         .filter(|c| !(field(c, "family") == "inet" && field(c, "table") == TABLE))
-        .collect();
-    if dropping.is_empty() {
+        .map(|c| {
+            let (family, table) = (field(c, "family"), field(c, "table"));
+            let docker_user = all.iter().any(|o| {
+                field(o, "family") == family
+                    && field(o, "table") == table
+                    && field(o, "name") == "DOCKER-USER"
+            });
+            DropChain {
+                chain: field(c, "name"),
+                family,
+                table,
+                docker_user,
+                legacy: false,
+            }
+        })
+        .collect()
+}
+
+/// Docker on iptables-legacy: its rules are invisible to `nft`. Only
+/// looked at when legacy x_tables are in use in this namespace.
+fn legacy_drop() -> Option<DropChain> {
+    let names = std::fs::read_to_string("/proc/thread-self/net/ip_tables_names").ok()?;
+    if !names.lines().any(|l| l.trim() == "filter") {
         return None;
     }
+    let out = Command::new(binary("iptables-legacy"))
+        .args(["-w", "2", "-S"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !text.lines().any(|l| l.trim() == "-P FORWARD DROP") {
+        return None;
+    }
+    Some(DropChain {
+        family: "ip".into(),
+        table: "filter".into(),
+        chain: "FORWARD".into(),
+        docker_user: text.lines().any(|l| l.trim() == "-N DOCKER-USER"),
+        legacy: true,
+    })
+}
+
+/// The one-line warning for `drops`, with commands for `bridges`.
+pub fn drop_message(drops: &[DropChain], bridges: &[String]) -> String {
     // iptables and nft wildcards for the bridges.
-    let all_wh = !bridges.is_empty() && bridges.iter().all(|b| b.starts_with("wh-"));
-    let (ipt_pat, nft_pat) = if bridges.is_empty() || all_wh {
+    let all_wh = bridges.iter().all(|b| b.starts_with("wh-"));
+    let (ipt_pat, nft_pat) = if all_wh {
         (vec!["wh-+".to_string()], "\"wh-*\"".to_string())
     } else {
         let quoted: Vec<String> = bridges.iter().map(|b| format!("\"{b}\"")).collect();
         (bridges.to_vec(), format!("{{ {} }}", quoted.join(", ")))
     };
     let mut names = Vec::new();
-    let mut fixes = Vec::new();
-    for c in &dropping {
-        let (fam, table, name) = (field(c, "family"), field(c, "table"), field(c, "name"));
-        names.push(format!("{fam} {table} {name}"));
-        let has_docker_user = all.iter().any(|o| {
-            field(o, "family") == fam
-                && field(o, "table") == table
-                && field(o, "name") == "DOCKER-USER"
-        });
-        if has_docker_user && (fam == "ip" || fam == "ip6") {
-            let tool = if fam == "ip" { "iptables" } else { "ip6tables" };
+    let mut fixes: Vec<String> = Vec::new();
+    for d in drops {
+        let legacy = if d.legacy { " (iptables-legacy)" } else { "" };
+        names.push(format!("{} {} {}{legacy}", d.family, d.table, d.chain));
+        if d.legacy || (d.docker_user && (d.family == "ip" || d.family == "ip6")) {
+            let tool = match (d.legacy, d.family.as_str()) {
+                (true, _) => "iptables-legacy",
+                (false, "ip") => "iptables",
+                _ => "ip6tables",
+            };
+            let chain = if d.docker_user {
+                "DOCKER-USER"
+            } else {
+                d.chain.as_str()
+            };
             for p in &ipt_pat {
-                fixes.push(format!("{tool} -I DOCKER-USER -i {p} -j ACCEPT"));
-                fixes.push(format!("{tool} -I DOCKER-USER -o {p} -j ACCEPT"));
+                for dir in ["-i", "-o"] {
+                    let fix = format!("{tool} -I {chain} {dir} {p} -j ACCEPT");
+                    if !fixes.contains(&fix) {
+                        fixes.push(fix);
+                    }
+                }
             }
         } else {
-            fixes.push(format!(
-                "nft insert rule {fam} {table} {name} iifname {nft_pat} accept"
-            ));
-            fixes.push(format!(
-                "nft insert rule {fam} {table} {name} oifname {nft_pat} accept"
-            ));
+            for dir in ["iifname", "oifname"] {
+                fixes.push(format!(
+                    "nft insert rule {} {} {} {dir} {nft_pat} accept",
+                    d.family, d.table, d.chain
+                ));
+            }
         }
     }
-    fixes.dedup();
-    Some(format!(
+    format!(
         "forwarded traffic is dropped by default in {} (policy drop, e.g. set by docker), so wirehook containers cannot reach beyond their bridge and published ports fail; accept wirehook's bridges there: {}",
         names.join(", "),
         fixes.join("; ")
-    ))
+    )
 }
 
 #[cfg(test)]
@@ -447,7 +519,10 @@ mod tests {
             {"chain": {"family": "ip", "table": "filter", "name": "DOCKER-USER"}},
             {"chain": {"family": "inet", "table": "wirehook", "name": "forward", "hook": "forward", "policy": "accept"}}
         ]});
-        let msg = drop_warning_from(&chains, &["wh-a".into()]).unwrap();
+        let drops = dropping_chains(&chains);
+        assert_eq!(drops.len(), 1);
+        assert!(drops[0].docker_user);
+        let msg = drop_message(&drops, &["wh-a".into()]);
         assert!(msg.contains("ip filter FORWARD"), "{msg}");
         assert!(
             msg.contains("iptables -I DOCKER-USER -i wh-+ -j ACCEPT"),
@@ -457,7 +532,7 @@ mod tests {
         let plain = serde_json::json!({"nftables": [
             {"chain": {"family": "inet", "table": "fw", "name": "fwd", "hook": "forward", "policy": "drop"}}
         ]});
-        let msg = drop_warning_from(&plain, &["br0".into()]).unwrap();
+        let msg = drop_message(&dropping_chains(&plain), &["br0".into()]);
         assert!(
             msg.contains("nft insert rule inet fw fwd iifname { \"br0\" } accept"),
             "{msg}"
@@ -465,6 +540,18 @@ mod tests {
         let fine = serde_json::json!({"nftables": [
             {"chain": {"family": "inet", "table": "wirehook", "name": "forward", "hook": "forward", "policy": "drop"}}
         ]});
-        assert!(drop_warning_from(&fine, &[]).is_none());
+        assert!(dropping_chains(&fine).is_empty());
+        let legacy = DropChain {
+            family: "ip".into(),
+            table: "filter".into(),
+            chain: "FORWARD".into(),
+            docker_user: false,
+            legacy: true,
+        };
+        let msg = drop_message(&[legacy], &[]);
+        assert!(
+            msg.contains("iptables-legacy -I FORWARD -i wh-+ -j ACCEPT"),
+            "{msg}"
+        );
     }
 }
