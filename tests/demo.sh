@@ -289,11 +289,11 @@ no_published_ports() {
 
 # --- cleanup ----------------------------------------------------------------
 
-# Remove everything the demo made. Safe to run at any point, and twice.
-cleanup() {
+# Remove everything the demo made. Safe to run at any point, and twice; runs
+# in a subshell so its relaxed settings do not leak into the demo.
+cleanup() (
     set +e
     trap - ERR
-    trap '' INT TERM   # finish cleaning up even on a second Ctrl-C
     local id m
     if [[ -e /run/netns/$HOST_NS && -d $RUNC_ROOT ]]; then
         for id in $(rc list -q 2>/dev/null); do
@@ -310,10 +310,11 @@ cleanup() {
         done < <(findmnt -rn -o TARGET | grep -F "$DEMO_ROOT" | sort -r)
         rm -rf "$DEMO_ROOT"
     fi
-}
+)
 
 on_exit() {
     local status=$?
+    trap '' INT TERM   # finish cleaning up even on a second Ctrl-C
     cleanup
     exit "$status"
 }

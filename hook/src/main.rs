@@ -27,6 +27,7 @@ mod bundle;
 mod caller;
 mod commands;
 mod drivers;
+mod finish;
 mod log;
 mod resolve;
 mod state;

@@ -21,6 +21,7 @@ pub fn run(paths: &Paths, which: Option<&str>) -> Result<()> {
         host_nl: &nl,
         netns_alive: true,
         problems: Vec::new(),
+        deferred: Vec::new(),
     };
     let mut bad = 0;
     for rec in &list {

@@ -13,7 +13,7 @@ use wirehook_shared::netns;
 use wirehook_shared::paths::Paths;
 use wirehook_shared::store::{self, Mode, Records};
 
-use crate::commands::hook::teardown_record;
+use crate::commands::hook::{teardown_record, Finish};
 use crate::log;
 
 pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
@@ -37,7 +37,7 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
             rec.id, rec.name, rec.mode
         );
         if !dry_run {
-            for p in teardown_record(paths, &rec) {
+            for p in teardown_record(paths, &rec, Finish::Inline) {
                 println!("  problem: {p}");
             }
         }

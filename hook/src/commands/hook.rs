@@ -52,7 +52,7 @@ pub fn run(paths: &Paths, stage: Option<Stage>) -> Result<()> {
     let res = match stage {
         Stage::CreateRuntime | Stage::Prestart => setup(paths, &state),
         Stage::Poststop => {
-            teardown(paths, &state.id);
+            teardown(paths, &state.id, Finish::Detached);
             Ok(())
         }
         other => {
@@ -99,7 +99,7 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
             return Ok(());
         }
         log::warn("a record for this id belongs to an older namespace: tearing that down first");
-        teardown_record(paths, &existing);
+        teardown_record(paths, &existing, Finish::Inline);
     }
     let mut name = annotations::container_name(&ann, &state.id);
     if name == state.id {
@@ -262,10 +262,19 @@ fn wire(
     Ok(rec)
 }
 
+/// How the slow tail of a teardown runs (see `finish`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Here, before returning (gc, stale records).
+    Inline,
+    /// In a detached child, so the runtime is not kept waiting (poststop).
+    Detached,
+}
+
 /// Teardown by container id; always succeeds, logs what it could not do.
-pub fn teardown(paths: &Paths, id: &str) -> Vec<String> {
+pub fn teardown(paths: &Paths, id: &str, finish: Finish) -> Vec<String> {
     match Records::new(paths).get(id) {
-        Ok(Some(rec)) => teardown_record(paths, &rec),
+        Ok(Some(rec)) => teardown_record(paths, &rec, finish),
         Ok(None) => {
             log::info("poststop: no record, nothing to tear down");
             Vec::new()
@@ -297,7 +306,7 @@ fn netns_in_use(paths: &Paths, rec: &ContainerRecord) -> bool {
 }
 
 /// Remove everything the record says wirehook made.
-pub fn teardown_record(paths: &Paths, rec: &ContainerRecord) -> Vec<String> {
+pub fn teardown_record(paths: &Paths, rec: &ContainerRecord, finish: Finish) -> Vec<String> {
     let host_nl = match Netlink::new() {
         Ok(nl) => nl,
         Err(e) => {
@@ -314,6 +323,7 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord) -> Vec<String> {
         host_nl: &host_nl,
         netns_alive: !matches!(rec.mode, Mode::Host | Mode::Container) && netns_in_use(paths, rec),
         problems: Vec::new(),
+        deferred: Vec::new(),
     };
     log::phase("open");
     if rec.interfaces.is_empty() {
@@ -345,15 +355,21 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord) -> Vec<String> {
         cx.problem(format!("cannot remove the record: {e}"));
     }
     log::phase("record");
+    let deferred = std::mem::take(&mut cx.deferred);
+    let mut problems = cx.problems;
+    match finish {
+        Finish::Inline => problems.extend(crate::finish::run(paths, &rec.id, deferred)),
+        Finish::Detached => crate::finish::detach(paths, &rec.id, deferred),
+    }
     log::info(format!(
         "tore down {} ({} mode){}",
         rec.id,
         rec.mode,
-        if cx.problems.is_empty() {
+        if problems.is_empty() {
             String::new()
         } else {
-            format!(" with {} problem(s)", cx.problems.len())
+            format!(" with {} problem(s)", problems.len())
         }
     ));
-    cx.problems
+    problems
 }

@@ -26,6 +26,7 @@ use wirehook_shared::store::{ContainerRecord, InterfaceRecord};
 use wirehook_shared::{annotations, sysctl};
 
 use super::{Attachment, Driver, HostCx, SetupCx};
+use crate::finish::Deferred;
 use crate::log;
 use crate::undo::Change;
 
@@ -139,6 +140,28 @@ pub fn port_rules(ports: &[PortMapping], addresses: &[IpNetwork]) -> Vec<PortRul
     rules
 }
 
+/// Take a static address. If its holder is a container whose teardown is
+/// still finishing (its record is gone, its flows are being flushed), wait
+/// for the release instead of failing: a container restarted with the same
+/// address must not race its own previous teardown.
+fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Result<Lease> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match ipam.take_static(ip, cx.id) {
+            Err(Error::Conflict(msg)) => {
+                let finishing = ipam.holder(ip).is_some_and(|h| {
+                    wirehook_shared::store::Records::new(cx.paths).get(&h).ok().flatten().is_none()
+                });
+                if !finishing || std::time::Instant::now() > deadline {
+                    return Err(Error::Conflict(msg));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Addresses for this container on `net`: the requested static ones that
 /// fall in its subnets, else one from each subnet's pool.
 fn allocate(cx: &mut SetupCx<'_>, net: &NetworkDef) -> Result<Vec<Lease>> {
@@ -151,7 +174,7 @@ fn allocate(cx: &mut SetupCx<'_>, net: &NetworkDef) -> Result<Vec<Lease>> {
             .iter()
             .find(|ip| subnet.subnet.contains(**ip));
         let lease = match wanted {
-            Some(ip) => ipam.take_static(*ip, cx.id)?,
+            Some(ip) => take_static_when_free(cx, &ipam, *ip)?,
             None => ipam.allocate(subnet, cx.id)?,
         };
         cx.undo.push(Change::Lease {
@@ -298,26 +321,12 @@ impl Driver for Bridge {
             }
         }
         let addrs: Vec<IpAddr> = iface.addresses.iter().map(|a| a.ip()).collect();
-        if let Err(e) = firewall::flush_conntrack(&addrs) {
-            cx.problem(format!(
-                "{}: could not flush conntrack entries: {e}",
-                rec.id
-            ));
-        }
-        for a in &addrs {
-            if let Err(e) =
-                wirehook_shared::ipam::release_lease(cx.paths, &iface.network, *a, &rec.id)
-            {
-                cx.problem(format!(
-                    "{}: could not release {a} on {}: {e}",
-                    rec.id, iface.network
-                ));
-            }
-        }
+        cx.defer(Deferred::Conntrack(addrs.clone()));
         if let (true, Some(host)) = (cx.netns_alive, &iface.host_ifname) {
-            if let Err(e) = cx.host_nl.delete_link(host) {
-                cx.problem(format!("{}: could not delete {host}: {e}", rec.id));
-            }
+            cx.defer(Deferred::Link(host.clone()));
+        }
+        for a in addrs {
+            cx.defer(Deferred::Lease { network: iface.network.clone(), address: a });
         }
     }
 

@@ -90,9 +90,15 @@ pub struct HostCx<'a> {
     pub netns_alive: bool,
     /// What could not be done, one line each.
     pub problems: Vec<String>,
+    /// Slow steps left for after the runtime has its answer (see `finish`).
+    pub deferred: Vec<crate::finish::Deferred>,
 }
 
 impl HostCx<'_> {
+    pub fn defer(&mut self, d: crate::finish::Deferred) {
+        self.deferred.push(d);
+    }
+
     pub fn problem(&mut self, msg: String) {
         crate::log::warn(&msg);
         self.problems.push(msg);
