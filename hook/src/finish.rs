@@ -60,27 +60,54 @@ pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> 
     problems
 }
 
-/// Run `items` in a detached child and return at once. If the fork fails,
-/// run them here.
+/// Run `items` in a detached process and return at once. The process is
+/// a grandchild (double fork), so it is never left as our zombie and
+/// whoever reaps orphans (init or the runtime's subreaper) reaps it. If a
+/// fork fails, the items run here.
 pub fn detach(paths: &Paths, owner: &str, items: Vec<Deferred>) {
+    use nix::sys::wait::waitpid;
     use nix::unistd::{fork, setsid, ForkResult};
+    // The finisher outlives us: it holds the nf_tables socket until we are
+    // gone, so the grace period its close costs is never ours. It learns we
+    // are gone when the pipe's write end (ours) closes.
+    let pipe = nix::unistd::pipe().ok();
     // SAFETY: the hook is single-threaded (a current-thread runtime), so the
-    // child may run arbitrary code after fork.
+    // children may run arbitrary code after fork.
     match unsafe { fork() } {
-        Ok(ForkResult::Parent { .. }) => {}
+        Ok(ForkResult::Parent { child }) => {
+            let _ = waitpid(child, None);
+            if let Some((r, w)) = pipe {
+                drop(r);
+                // Closed by the kernel when this process exits.
+                std::mem::forget(w);
+            }
+        }
         Ok(ForkResult::Child) => {
             let _ = setsid();
-            // Let the runtime's pipes reach EOF: it waits for them, not for us.
-            if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-                use std::os::fd::AsRawFd;
-                for fd in 0..3 {
-                    // SAFETY: dup2 onto the standard descriptors.
-                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
+            match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    // Let the runtime's pipes reach EOF: it waits for them.
+                    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                        use std::os::fd::AsRawFd;
+                        for fd in 0..3 {
+                            // SAFETY: dup2 onto the standard descriptors.
+                            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                        }
+                    }
+                    run(paths, owner, items);
+                    if let Some((r, w)) = pipe {
+                        drop(w);
+                        let mut buf = [0u8; 1];
+                        let _ = nix::unistd::read(&r, &mut buf);
+                    }
+                }
+                Ok(ForkResult::Parent { .. }) => {}
+                Err(_) => {
+                    run(paths, owner, items);
                 }
             }
-            run(paths, owner, items);
-            // Exit without unwinding back into the parent's call stack.
-            std::process::exit(0);
+            // SAFETY: leave without running the parent's destructors twice.
+            unsafe { libc::_exit(0) };
         }
         Err(e) => {
             log::warn(format!("cannot fork the teardown finisher ({e}): finishing inline"));

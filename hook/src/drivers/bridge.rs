@@ -205,6 +205,7 @@ impl Driver for Bridge {
             fail_point("allocate")?;
             (index, allocate(cx, net)?)
         };
+        log::phase("lease");
 
         // The veth pair, container end straight into the container.
         fail_point("veth")?;
@@ -242,6 +243,7 @@ impl Driver for Bridge {
             Err(e) => return Err(e),
         };
         cx.undo.push(Change::HostLink(host_name.clone()));
+        log::phase("veth");
 
         // Addresses and routes inside the container.
         fail_point("address")?;
@@ -267,6 +269,7 @@ impl Driver for Bridge {
             }
         }
 
+        log::phase("addr+route");
         // Published ports: map elements only.
         fail_point("ports")?;
         let ports: Vec<PortMapping> = if first {
@@ -281,6 +284,7 @@ impl Driver for Bridge {
             firewall::add_ports(&rules)?;
             cx.undo.push(Change::Ports(rules));
         }
+        log::phase("ports");
 
         log::info(format!(
             "{}: {} on network {} via {host_name} ({})",
