@@ -87,7 +87,11 @@ pub fn detach(paths: &Paths, owner: &str, items: Vec<Deferred>) {
             match unsafe { fork() } {
                 Ok(ForkResult::Child) => {
                     // Let the runtime's pipes reach EOF: it waits for them.
-                    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                    if let Ok(null) = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open("/dev/null")
+                    {
                         use std::os::fd::AsRawFd;
                         for fd in 0..3 {
                             // SAFETY: dup2 onto the standard descriptors.
@@ -110,7 +114,9 @@ pub fn detach(paths: &Paths, owner: &str, items: Vec<Deferred>) {
             unsafe { libc::_exit(0) };
         }
         Err(e) => {
-            log::warn(format!("cannot fork the teardown finisher ({e}): finishing inline"));
+            log::warn(format!(
+                "cannot fork the teardown finisher ({e}): finishing inline"
+            ));
             run(paths, owner, items);
         }
     }

@@ -80,7 +80,8 @@ pub fn error(msg: impl AsRef<str>) {
 
 /// Phase timings for profiling: with `WIREHOOK_TIMING=1`, `phase("x")`
 /// marks the end of phase x and [`report_phases`] prints them to stderr.
-static PHASES: std::sync::Mutex<Vec<(&'static str, std::time::Instant)>> = std::sync::Mutex::new(Vec::new());
+static PHASES: std::sync::Mutex<Vec<(&'static str, std::time::Instant)>> =
+    std::sync::Mutex::new(Vec::new());
 static TIMING: OnceLock<bool> = OnceLock::new();
 
 fn timing() -> bool {
@@ -109,5 +110,9 @@ pub fn report_phases(start: std::time::Instant) {
             s
         })
         .collect();
-    eprintln!("wirehook timing: {} total={}us", parts.join(" "), prev.duration_since(start).as_micros());
+    eprintln!(
+        "wirehook timing: {} total={}us",
+        parts.join(" "),
+        prev.duration_since(start).as_micros()
+    );
 }

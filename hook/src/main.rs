@@ -114,7 +114,9 @@ fn main() -> ExitCode {
             // The hooks must find the same root the operator used, whether
             // it came from --root or WIREHOOK_ROOT (runtimes pass no environment).
             let root = cli.root.clone().or_else(|| {
-                std::env::var_os(wirehook_shared::paths::ROOT_ENV).filter(|r| !r.is_empty()).map(PathBuf::from)
+                std::env::var_os(wirehook_shared::paths::ROOT_ENV)
+                    .filter(|r| !r.is_empty())
+                    .map(PathBuf::from)
             });
             bundle::prepare(&paths, &bundle, &exe, root.as_deref()).map(|s| println!("{s}"))
         }

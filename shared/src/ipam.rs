@@ -318,4 +318,50 @@ mod tests {
         assert_eq!(uniq.len(), 160);
         let _ = std::fs::remove_dir_all(root);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Whatever the subnet, range and churn: every address handed out is
+        /// inside the range, never the network, broadcast, gateway or an aux
+        /// address, and never one that is currently leased.
+        #[test]
+        fn allocations_are_valid_and_distinct(
+            prefix in 26u8..=30,
+            third in 0u8..=255,
+            ops in proptest::collection::vec(proptest::bool::ANY, 1..80),
+        ) {
+            let subnet = format!("10.9.{third}.0/{prefix}");
+            let (paths, mut def, root) = setup(&subnet, None);
+            let aux = nth_host(&def.subnets[0].subnet, 2).unwrap();
+            def.reserved = vec![aux];
+            let ipam = Ipam::new(&paths, &def);
+            let s = def.subnets[0].clone();
+            let mut held: Vec<(IpAddr, String)> = Vec::new();
+            for (i, alloc) in ops.into_iter().enumerate() {
+                if alloc || held.is_empty() {
+                    match ipam.allocate(&s, &format!("c{i}")) {
+                        Ok(l) => {
+                            let ip = l.address;
+                            proptest::prop_assert!(s.subnet.contains(ip));
+                            proptest::prop_assert!(ip != s.gateway && ip != aux);
+                            proptest::prop_assert!(Some(ip) != nth_host(&s.subnet, 0));
+                            proptest::prop_assert!(!is_broadcast(&s.subnet, ip));
+                            proptest::prop_assert!(!held.iter().any(|(h, _)| *h == ip));
+                            held.push((ip, format!("c{i}")));
+                        }
+                        Err(Error::Exhausted(_)) => {
+                            // Full: every usable address is held.
+                            let usable = (1u32 << (32 - prefix)) - 4;
+                            proptest::prop_assert_eq!(held.len() as u32, usable);
+                        }
+                        Err(e) => proptest::prop_assert!(false, "{e}"),
+                    }
+                } else {
+                    let (ip, owner) = held.remove(i % held.len());
+                    proptest::prop_assert!(ipam.release(ip, &owner).unwrap());
+                }
+            }
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
 }

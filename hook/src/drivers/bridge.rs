@@ -150,7 +150,11 @@ fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Resul
         match ipam.take_static(ip, cx.id) {
             Err(Error::Conflict(msg)) => {
                 let finishing = ipam.holder(ip).is_some_and(|h| {
-                    wirehook_shared::store::Records::new(cx.paths).get(&h).ok().flatten().is_none()
+                    wirehook_shared::store::Records::new(cx.paths)
+                        .get(&h)
+                        .ok()
+                        .flatten()
+                        .is_none()
                 });
                 if !finishing || std::time::Instant::now() > deadline {
                     return Err(Error::Conflict(msg));
@@ -330,7 +334,10 @@ impl Driver for Bridge {
             cx.defer(Deferred::Link(host.clone()));
         }
         for a in addrs {
-            cx.defer(Deferred::Lease { network: iface.network.clone(), address: a });
+            cx.defer(Deferred::Lease {
+                network: iface.network.clone(),
+                address: a,
+            });
         }
     }
 

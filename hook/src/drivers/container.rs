@@ -52,14 +52,6 @@ impl Driver for Shared {
         Ok(None)
     }
 
-    fn teardown(
-        &self,
-        _cx: &mut HostCx<'_>,
-        _rec: &ContainerRecord,
-        _iface: Option<&InterfaceRecord>,
-    ) {
-    }
-
     fn check(
         &self,
         cx: &HostCx<'_>,

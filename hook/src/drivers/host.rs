@@ -32,14 +32,6 @@ impl Driver for Host {
         Ok(None)
     }
 
-    fn teardown(
-        &self,
-        _cx: &mut HostCx<'_>,
-        _rec: &ContainerRecord,
-        _iface: Option<&InterfaceRecord>,
-    ) {
-    }
-
     fn check(
         &self,
         cx: &HostCx<'_>,

@@ -115,8 +115,16 @@ pub trait Driver: Sync {
     ) -> Result<Option<InterfaceRecord>>;
 
     /// Remove what setup made, from the record alone. Never fails: what
-    /// cannot be removed is reported through `cx.problem`.
-    fn teardown(&self, cx: &mut HostCx<'_>, rec: &ContainerRecord, iface: Option<&InterfaceRecord>);
+    /// cannot be removed is reported through `cx.problem`. Modes that make
+    /// nothing (host, none, container) have nothing to remove: the record,
+    /// name and bind mount are the orchestrator's.
+    fn teardown(
+        &self,
+        _cx: &mut HostCx<'_>,
+        _rec: &ContainerRecord,
+        _iface: Option<&InterfaceRecord>,
+    ) {
+    }
 
     /// Compare the record with the kernel; one line per difference.
     fn check(

@@ -22,14 +22,6 @@ impl Driver for None {
         Ok(Option::None)
     }
 
-    fn teardown(
-        &self,
-        _cx: &mut HostCx<'_>,
-        _rec: &ContainerRecord,
-        _iface: Option<&InterfaceRecord>,
-    ) {
-    }
-
     fn check(
         &self,
         _cx: &HostCx<'_>,
