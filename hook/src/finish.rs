@@ -1,15 +1,18 @@
 //! The slow tail of a teardown, done after the runtime has its answer.
 //!
-//! Three parts of a teardown cost the kernel real time and change nothing
-//! a new container could trip over: flushing conntrack entries (a walk of
-//! the host-wide conntrack hash), deleting a veth whose namespace lives on
-//! (an RCU grace period), and letting go of the nf_tables socket after a
-//! delete (another grace period at close). `poststop` therefore removes the
-//! published ports, the record, the name and the bind mount itself, then
-//! hands these to a detached child and exits; the child flushes conntrack,
-//! deletes the link, and only then releases the addresses, so no new
-//! container gets an address while stale flows for it remain. `gc` and
-//! failed setups run the same steps inline.
+//! Four parts of a teardown cost the kernel real time: deleting nf_tables
+//! elements (the kernel frees them after an RCU grace period, and any
+//! nf_tables socket closed meanwhile waits for that under the table's
+//! commit lock, stalling every other container's firewall change),
+//! flushing conntrack entries (a walk of the host-wide conntrack hash),
+//! deleting a veth whose namespace lives on (another grace period), and
+//! closing the socket. `poststop` removes the record, the name and the bind
+//! mount itself, hands the rest to a detached child and exits. The child
+//! closes the published ports first, flushes conntrack, deletes the link,
+//! and only then releases the addresses, so no new container gets an
+//! address while stale flows for it remain. A new container that wants a
+//! static address or a host port a finishing teardown still holds waits
+//! for it (see the bridge driver). `gc` runs the same steps inline.
 
 use std::net::IpAddr;
 
@@ -21,6 +24,8 @@ use crate::log;
 
 #[derive(Debug, Clone)]
 pub enum Deferred {
+    /// Published-port map elements (first: the ports close before anything else).
+    Ports(Vec<firewall::PortRule>),
     /// Conntrack entries of these addresses.
     Conntrack(Vec<IpAddr>),
     /// A host-side link whose namespace outlives the container.
@@ -31,12 +36,17 @@ pub enum Deferred {
 
 /// Run `items` now; returns what could not be done.
 pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> {
-    // Leases last: an address is free only once its flows are gone.
-    items.sort_by_key(|d| matches!(d, Deferred::Lease { .. }));
+    // Ports first, leases last: an address is free only once its flows are gone.
+    items.sort_by_key(|d| match d {
+        Deferred::Ports(_) => 0,
+        Deferred::Lease { .. } => 2,
+        _ => 1,
+    });
     let mut problems = Vec::new();
     let mut nl: Option<Netlink> = None;
     for d in items {
         let res = match &d {
+            Deferred::Ports(rules) => firewall::remove_ports(rules),
             Deferred::Conntrack(addrs) => firewall::flush_conntrack(addrs).map(|_| ()),
             Deferred::Link(name) => {
                 if nl.is_none() {
@@ -60,22 +70,19 @@ pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> 
     problems
 }
 
-/// Run `items` in a detached process and return at once. The process is
-/// a grandchild (double fork), so it is never left as our zombie and
-/// whoever reaps orphans (init or the runtime's subreaper) reaps it. If a
-/// fork fails, the items run here.
+/// Run `items` in a detached child and return at once, without waiting
+/// for it: when we exit, it is reparented to whoever reaps orphans (init
+/// or the runtime's subreaper). If the fork fails, the items run here.
 pub fn detach(paths: &Paths, owner: &str, items: Vec<Deferred>) {
-    use nix::sys::wait::waitpid;
     use nix::unistd::{fork, setsid, ForkResult};
     // The finisher outlives us: it holds the nf_tables socket until we are
     // gone, so the grace period its close costs is never ours. It learns we
     // are gone when the pipe's write end (ours) closes.
     let pipe = nix::unistd::pipe().ok();
     // SAFETY: the hook is single-threaded (a current-thread runtime), so the
-    // children may run arbitrary code after fork.
+    // child may run arbitrary code after fork.
     match unsafe { fork() } {
-        Ok(ForkResult::Parent { child }) => {
-            let _ = waitpid(child, None);
+        Ok(ForkResult::Parent { .. }) => {
             if let Some((r, w)) = pipe {
                 drop(r);
                 // Closed by the kernel when this process exits.
@@ -84,39 +91,25 @@ pub fn detach(paths: &Paths, owner: &str, items: Vec<Deferred>) {
         }
         Ok(ForkResult::Child) => {
             let _ = setsid();
-            match unsafe { fork() } {
-                Ok(ForkResult::Child) => {
-                    // Let the runtime's pipes reach EOF: it waits for them.
-                    if let Ok(null) = std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .open("/dev/null")
-                    {
-                        use std::os::fd::AsRawFd;
-                        for fd in 0..3 {
-                            // SAFETY: dup2 onto the standard descriptors.
-                            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-                        }
-                    }
-                    run(paths, owner, items);
-                    if let Some((r, w)) = pipe {
-                        drop(w);
-                        let mut buf = [0u8; 1];
-                        let _ = nix::unistd::read(&r, &mut buf);
-                    }
-                }
-                Ok(ForkResult::Parent { .. }) => {}
-                Err(_) => {
-                    run(paths, owner, items);
+            // Let the runtime's pipes reach EOF: it waits for them.
+            if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+                use std::os::fd::AsRawFd;
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto the standard descriptors.
+                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
                 }
             }
-            // SAFETY: leave without running the parent's destructors twice.
+            run(paths, owner, items);
+            if let Some((r, w)) = pipe {
+                drop(w);
+                let mut buf = [0u8; 1];
+                let _ = nix::unistd::read(&r, &mut buf);
+            }
+            // SAFETY: leave without running the parent's destructors.
             unsafe { libc::_exit(0) };
         }
         Err(e) => {
-            log::warn(format!(
-                "cannot fork the teardown finisher ({e}): finishing inline"
-            ));
+            log::warn(format!("cannot fork the teardown finisher ({e}): finishing inline"));
             run(paths, owner, items);
         }
     }

@@ -188,9 +188,9 @@ fn published_port_answers_lan_host_and_other_containers() {
     // One element per port, nothing per container in the rules.
     assert_eq!(nft_elements(&host, "pub4_any").len(), 2);
     unwire(&host, web.id());
+    // Ports close a moment after poststop returns (teardown's finisher).
     assert!(
-        up.tcp_request(SocketAddr::new(host_addr, 8080), "gone")
-            .is_err(),
+        eventually(3, || up.tcp_request(SocketAddr::new(host_addr, 8080), "gone").is_err()),
         "port closed after teardown"
     );
     unwire(&host, other.id());
@@ -501,5 +501,37 @@ fn gc_cleans_up_after_a_runtime_that_never_called_poststop() {
     );
     assert!(nft_elements(&host, "pub4_any").is_empty());
     unwire(&host, keep.id());
+    assert_clean(&host);
+}
+
+#[test]
+fn a_restarted_container_gets_its_port_and_address_back_at_once() {
+    let host = TestHost::new("again");
+    let up = host.uplink();
+    let ann = [
+        ("io.wirehook.network", "bridge"),
+        ("io.wirehook.ports", "8181:80"),
+        ("io.wirehook.ip", "10.88.7.7"),
+    ];
+    // Teardown finishes in the background; the next start must not fail on
+    // what the previous run still holds for a moment.
+    for round in 0..5 {
+        let c = host.container(&format!("r{round}"));
+        wire(&host, &c, &ann);
+        let _srv = EchoServer::tcp(&c.netns_path(), "0.0.0.0:80".parse().unwrap());
+        let r = up.tcp_request(SocketAddr::new(up.host_addr().into(), 8181), "again");
+        assert!(r.is_ok_and(|r| r.ends_with("again")), "round {round}: port answers");
+        unwire(&host, c.id());
+    }
+    // But a port held by a live container is refused at once, with its holder.
+    let a = host.container("a");
+    let b = host.container("b");
+    wire(&host, &a, &[("io.wirehook.network", "bridge"), ("io.wirehook.ports", "8282:80")]);
+    let t = std::time::Instant::now();
+    let out = setup(&host, &b, &[("io.wirehook.network", "bridge"), ("io.wirehook.ports", "8282:80")])
+        .expect_failure("port held by a running container");
+    assert!(t.elapsed() < std::time::Duration::from_secs(1), "no waiting for a live holder");
+    assert!(out.stderr_str().contains("already published"), "{}", out.stderr_str());
+    unwire(&host, a.id());
     assert_clean(&host);
 }

@@ -166,6 +166,41 @@ fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Resul
     }
 }
 
+/// Is `ip` held by a container whose teardown is still finishing (its
+/// lease remains, its record is gone)?
+fn held_by_finishing_teardown(paths: &Paths, ip: IpAddr) -> bool {
+    let Ok(nets) = std::fs::read_dir(paths.run_dir.join("leases")) else { return false };
+    nets.flatten().any(|n| {
+        std::fs::read_to_string(n.path().join(ip.to_string())).is_ok_and(|holder| {
+            let holder = holder.trim();
+            !holder.is_empty()
+                && wirehook_shared::store::Records::new(paths).get(holder).ok().flatten().is_none()
+        })
+    })
+}
+
+/// Publish ports. A host port still published for a container whose
+/// teardown is finishing is waited for (a restarted container asks for
+/// the same ports at once); any other holder is an error.
+fn add_ports_when_free(cx: &SetupCx<'_>, rules: &[PortRule]) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match firewall::add_ports(rules) {
+            Err(e) => {
+                let finishing = rules.iter().any(|r| {
+                    firewall::published_target(r)
+                        .is_some_and(|(ip, _)| ip != r.container_ip && held_by_finishing_teardown(cx.paths, ip))
+                });
+                if !finishing || std::time::Instant::now() > deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            ok => return ok,
+        }
+    }
+}
+
 /// Addresses for this container on `net`: the requested static ones that
 /// fall in its subnets, else one from each subnet's pool.
 fn allocate(cx: &mut SetupCx<'_>, net: &NetworkDef) -> Result<Vec<Lease>> {
@@ -285,7 +320,7 @@ impl Driver for Bridge {
         if !rules.is_empty() {
             // So the container reaches its own published ports via the host.
             cx.host_nl.set_bridge_port_hairpin(host_index)?;
-            firewall::add_ports(&rules)?;
+            add_ports_when_free(cx, &rules)?;
             cx.undo.push(Change::Ports(rules));
         }
         log::phase("ports");
@@ -318,15 +353,13 @@ impl Driver for Bridge {
     fn teardown(
         &self,
         cx: &mut HostCx<'_>,
-        rec: &ContainerRecord,
+        _rec: &ContainerRecord,
         iface: Option<&InterfaceRecord>,
     ) {
         let Some(iface) = iface else { return };
         let rules = port_rules(&iface.ports, &iface.addresses);
         if !rules.is_empty() {
-            if let Err(e) = firewall::remove_ports(&rules) {
-                cx.problem(format!("{}: could not remove published ports: {e}", rec.id));
-            }
+            cx.defer(Deferred::Ports(rules));
         }
         let addrs: Vec<IpAddr> = iface.addresses.iter().map(|a| a.ip()).collect();
         cx.defer(Deferred::Conntrack(addrs.clone()));

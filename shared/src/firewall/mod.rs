@@ -374,6 +374,20 @@ fn element_data(r: &Reply<'_>) -> Option<Vec<u8>> {
 
 /// "10.77.0.2:8080"-style text of what an element currently maps to.
 fn existing_target(sock: &mut Socket, el: &Elem<'_>) -> Option<String> {
+    let (ip, port) = existing_target_addr(sock, el)?;
+    Some(match ip {
+        IpAddr::V4(_) => format!("{ip}:{port}"),
+        IpAddr::V6(_) => format!("[{ip}]:{port}"),
+    })
+}
+
+/// Where the host port of `rule` is published to right now, if it is.
+pub fn published_target(rule: &PortRule) -> Option<(IpAddr, u16)> {
+    let el = encode(rule).ok()?;
+    with_socket(|sock| Ok(existing_target_addr(sock, &el))).ok().flatten()
+}
+
+fn existing_target_addr(sock: &mut Socket, el: &Elem<'_>) -> Option<(IpAddr, u16)> {
     let get = setelem_msg(NFT_MSG_GETSETELEM, el.set, &el.key, None);
     let mut data = None;
     let errnos = sock
@@ -393,11 +407,7 @@ fn existing_target(sock: &mut Socket, el: &Elem<'_>) -> Option<String> {
         ),
         _ => return None,
     };
-    let port = u16::from_be_bytes([port[0], port[1]]);
-    Some(match ip {
-        IpAddr::V4(_) => format!("{ip}:{port}"),
-        IpAddr::V6(_) => format!("[{ip}]:{port}"),
-    })
+    Some((ip, u16::from_be_bytes([port[0], port[1]])))
 }
 
 fn describe_rule(r: &PortRule) -> String {
