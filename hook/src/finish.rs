@@ -30,6 +30,10 @@ pub enum Deferred {
     Conntrack(Vec<IpAddr>),
     /// A host-side link whose namespace outlives the container.
     Link(String),
+    /// The namespace bind mount, if it still holds the container's
+    /// namespace (a restarted container with the same id may have its own
+    /// there by now). Unmounting waits for an RCU grace period.
+    Unmount { id: String, path: std::path::PathBuf, inode: u64 },
     /// An address lease (released last).
     Lease { network: String, address: IpAddr },
 }
@@ -57,6 +61,7 @@ pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> 
                     None => Err(wirehook_shared::Error::invalid("cannot open netlink")),
                 }
             }
+            Deferred::Unmount { id, path, inode } => unmount_if_same(paths, id, path, *inode),
             Deferred::Lease { network, address } => {
                 ipam::release_lease(paths, network, *address, owner).map(|_| ())
             }
@@ -68,6 +73,20 @@ pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> 
         }
     }
     problems
+}
+
+/// Lock serialising a container id's namespace bind mount between a new
+/// setup and an old teardown's finisher.
+pub fn mount_lock(paths: &Paths, id: &str) -> wirehook_shared::Result<wirehook_shared::fsutil::Lock> {
+    wirehook_shared::fsutil::Lock::exclusive(&paths.locks_dir().join(format!("ctr-{id}.lock")))
+}
+
+fn unmount_if_same(paths: &Paths, id: &str, path: &std::path::Path, inode: u64) -> wirehook_shared::Result<()> {
+    let _lock = mount_lock(paths, id)?;
+    if wirehook_shared::netns::inode_of_path(path) == Some(inode) {
+        wirehook_shared::netns::unmount(path)?;
+    }
+    Ok(())
 }
 
 /// Run `items` in a detached child and return at once, without waiting

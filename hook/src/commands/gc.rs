@@ -97,6 +97,15 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
             let _ = std::fs::remove_file(n.path());
         }
     }
+    // Per-container lock files of containers that are gone.
+    for l in std::fs::read_dir(paths.locks_dir()).into_iter().flatten().flatten() {
+        let name = l.file_name().to_string_lossy().to_string();
+        if let Some(id) = name.strip_prefix("ctr-").and_then(|n| n.strip_suffix(".lock")) {
+            if records.get(id).ok().flatten().is_none() && !dry_run {
+                let _ = std::fs::remove_file(l.path());
+            }
+        }
+    }
     // Host ends of veths that no record names (made by a setup that was killed).
     if let Ok(nl) = Netlink::new() {
         let known: HashSet<String> = records

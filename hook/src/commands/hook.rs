@@ -248,6 +248,8 @@ fn wire(
     fail_point("bindmount")?;
     if !matches!(rec.mode, Mode::Host | Mode::Container) {
         let path = paths.netns_file(&state.id);
+        // An earlier run's finisher may still be letting go of this path.
+        let _lock = crate::finish::mount_lock(paths, &state.id)?;
         let _ = netns::unmount(&path);
         netns.bind_mount(&path)?;
         undo.push(Change::Mount(path.clone()));
@@ -338,9 +340,11 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord, finish: Finish) -> 
     log::phase("drivers");
     let records = Records::new(paths);
     if let Some(p) = &rec.netns_path {
-        if let Err(e) = netns::unmount(p) {
-            cx.problem(format!("cannot unmount {}: {e}", p.display()));
-        }
+        cx.defer(crate::finish::Deferred::Unmount {
+            id: rec.id.clone(),
+            path: p.clone(),
+            inode: rec.netns_inode,
+        });
     }
     if let Some(owner) = &rec.shares_with {
         if let Err(e) = records.remove_sharer(owner, &rec.id) {
@@ -361,6 +365,7 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord, finish: Finish) -> 
         Finish::Inline => problems.extend(crate::finish::run(paths, &rec.id, deferred)),
         Finish::Detached => crate::finish::detach(paths, &rec.id, deferred),
     }
+    log::phase("finish");
     log::info(format!(
         "tore down {} ({} mode){}",
         rec.id,

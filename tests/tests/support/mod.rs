@@ -152,13 +152,15 @@ pub fn assert_clean(host: &TestHost) {
         "state left in the run directory: {:?}",
         state_files(&run_dir(host))
     );
-    let mounts: Vec<_> = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(&*host.root().to_string_lossy()) && l.contains("/netns/"))
-        .map(str::to_string)
-        .collect();
-    assert!(mounts.is_empty(), "bind mounts left: {mounts:?}");
+    let mounts = || -> Vec<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&*host.root().to_string_lossy()) && l.contains("/netns/"))
+            .map(str::to_string)
+            .collect()
+    };
+    assert!(eventually(5, || mounts().is_empty()), "bind mounts left: {:?}", mounts());
     for m in ["pub4_any", "pub4_ip", "pub6_any", "pub6_ip"] {
         let el = nft_elements(host, m);
         assert!(el.is_empty(), "elements left in {m}: {el:?}");
