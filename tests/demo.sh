@@ -223,7 +223,8 @@ start() {
     fi
     if rc run -d --bundle "$BUNDLES/$name" "$ID_PREFIX$name" \
         >"$BUNDLES/$name.log" 2>&1 </dev/null; then
-        pass "started $name"
+        # prepare's summary ends with what it did to the namespace entry.
+        pass "started $name ${C_DIM}(prepare: ${out##*; })${C_OFF}"
     else
         fail "runc run $name"
         indent <"$BUNDLES/$name.log"
@@ -239,6 +240,34 @@ eventually() {
         sleep 0.1
     done
     "$@"
+}
+
+# Pids of the processes living in the demo host's network namespace:
+# containers, and wirehook's teardown finishers (poststop answers runc at
+# once and leaves the slow tail -- closing published ports, flushing
+# conntrack, deleting the veth, unmounting the namespace handle, releasing
+# the lease -- to a detached child).
+host_ns_pids() {
+    local ns pid
+    ns=$(stat -L -c %i "/run/netns/$HOST_NS") || return 1
+    for pid in /proc/[0-9]*; do
+        [[ $(stat -L -c %i "$pid/ns/net" 2>/dev/null) == "$ns" ]] && echo "${pid#/proc/}"
+    done
+    return 0
+}
+
+# Wait up to 5 s until no process is left in the demo host's namespace.
+host_ns_idle() {
+    local i pids
+    for i in $(seq 50); do
+        pids=$(host_ns_pids) || return 1
+        [[ -z $pids ]] && return 0
+        sleep 0.1
+    done
+    echo "still running:"
+    local p
+    for p in $pids; do ps -o pid=,args= -p "$p"; done
+    return 1
 }
 
 # --- checks (each returns 0 when it holds) ----------------------------------
@@ -280,6 +309,22 @@ no_links() {
     [[ -z $links ]]
 }
 
+# Nothing mounted below wirehook's root (its namespace handles).
+no_mounts() {
+    local mounts
+    mounts=$(findmnt -rn -o TARGET | grep -F "$WH_ROOT") || true
+    echo "mounts: $mounts"
+    [[ -z $mounts ]]
+}
+
+# `wirehook gc --dry-run` finds nothing to remove.
+gc_idle() {
+    local out
+    out=$(wh gc --dry-run 2>&1) || { echo "$out"; return 1; }
+    echo "$out"
+    [[ -z $out ]]
+}
+
 no_published_ports() {
     local map
     map=$(in_host nft list map inet wirehook pub4_any 2>&1) || { echo "$map"; return 1; }
@@ -299,6 +344,7 @@ cleanup() (
         for id in $(rc list -q 2>/dev/null); do
             rc delete -f "$id" >/dev/null 2>&1
         done
+        host_ns_idle >/dev/null   # let wirehook's teardown finishers end
         [[ -x $WIREHOOK ]] && wh gc >/dev/null 2>&1
     fi
     ip netns del "$HOST_NS" 2>/dev/null
@@ -338,10 +384,9 @@ main() {
     make_rootfs
     info "wirehook --root $WH_ROOT; runc --root $RUNC_ROOT"
 
-    heading "Networks"
+    heading "Networks (wirehook network create --subnet ...)"
     wh network create --subnet 10.77.0.0/24 demo | indent
     wh network create --subnet 10.78.0.0/24 other | indent
-    wh network ls | indent
 
     heading "Containers"
     make_bundle web network=demo ports=8080:80 -- httpd -f -p 80 -h /www
@@ -353,6 +398,9 @@ main() {
     for name in "${CONTAINERS[@]}"; do
         start "$name" || true   # a failed start is counted; go on with the rest
     done
+
+    heading "wirehook network ls"
+    wh network ls | indent
 
     heading "wirehook ps"
     wh ps | indent
@@ -397,10 +445,14 @@ main() {
     done
 
     heading "Nothing left"
+    check "teardown finished: no process left in the demo host namespace" host_ns_idle
     check "wirehook ps is empty" no_records
     check "no whv* links in the demo host" no_links '^whv'
     check "nft map inet wirehook pub4_any is empty" no_published_ports
     check "runc lists no container" test -z "$(rc list -q)"
+    check "no namespace handle mounted under $WH_ROOT" no_mounts
+    check "wirehook gc --dry-run finds nothing to remove" gc_idle
+    info "wirehook network rm demo other"
     wh network rm demo other | indent
     check "no wh-* bridges after network rm" no_links '^wh-'
 

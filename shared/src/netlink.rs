@@ -33,8 +33,9 @@ pub struct Link {
 
 /// Everything the veth of a container needs: host end and container end
 /// are made in one request, the container end directly inside the
-/// container's namespace; the host end comes up at once, the container
-/// end is set up from inside (see [`Netlink::create_veth`]).
+/// container's namespace. Both ends are created down: the host end is
+/// brought up here without an IPv6 link-local address, the container end
+/// from inside the container (see [`Netlink::create_veth`]).
 #[derive(Debug, Clone)]
 pub struct VethSpec<'a> {
     pub host_name: &'a str,
@@ -158,7 +159,6 @@ impl Netlink {
         let mut host = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
             .name(spec.host_name.to_string())
             .mtu(spec.mtu)
-            .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
         if let Some(m) = spec.master {
             host = host.controller(m);
@@ -170,9 +170,13 @@ impl Netlink {
                     e,
                 )
             })?;
-        self.link(spec.host_name)?.map(|l| l.index).ok_or_else(|| {
+        let index = self.link(spec.host_name)?.map(|l| l.index).ok_or_else(|| {
             Error::NotFound(format!("veth {} vanished after creation", spec.host_name))
-        })
+        })?;
+        // A bridge port needs no IPv6 address of its own.
+        self.disable_ipv6_link_local(index)?;
+        self.set_up(index)?;
+        Ok(index)
     }
 
     /// Let a bridge port send frames back where they came from (a
@@ -187,6 +191,26 @@ impl Netlink {
             .build();
         self.block(self.handle.link().change(msg).execute())
             .map_err(|e| nl_err(format!("set hairpin mode on link {index}"), e))
+    }
+
+    /// Give a link no IPv6 link-local address (addr_gen_mode none). Done
+    /// while the link is down, so it never generates one: no duplicate
+    /// address detection, router solicitation or MLD traffic, which on a
+    /// bridge is flooded to every port and makes each new container cost
+    /// more than the last.
+    pub fn disable_ipv6_link_local(&self, index: u32) -> Result<()> {
+        use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode};
+        let msg = LinkUnspec::new_with_index(index)
+            .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
+                AfSpecInet6::AddrGenMode(In6AddrGenMode::None),
+            ])]))
+            .build();
+        match self.block(self.handle.link().set(msg).execute()) {
+            Ok(()) => Ok(()),
+            // IPv6 disabled or absent in this namespace: nothing to generate anyway.
+            Err(e) if is_errno(&e, libc::EAFNOSUPPORT) => Ok(()),
+            Err(e) => Err(nl_err(format!("set addr_gen_mode none on link {index}"), e)),
+        }
     }
 
     /// Set a link up.

@@ -847,11 +847,25 @@ fn verify_wired(kind: Kind, c: &Ctr) -> Res<()> {
     Ok(())
 }
 
-/// Untimed: after teardown the container has no eth0.
+/// Untimed: after teardown the container has no eth0. wirehook's poststop
+/// hands the veth deletion to a detached finisher (see hook/src/finish.rs),
+/// so for it eth0 may linger a moment: wait up to 3 s.
 fn verify_unwired(kind: Kind, c: &Ctr) -> Res<()> {
-    let dev = fs::read_to_string(format!("/proc/{}/net/dev", c.pid))
-        .map_err(|e| format!("read /proc/{}/net/dev: {e}", c.pid))?;
-    if dev.lines().any(|l| l.trim_start().starts_with("eth0:")) {
+    let has_eth0 = || -> Res<bool> {
+        let dev = fs::read_to_string(format!("/proc/{}/net/dev", c.pid))
+            .map_err(|e| format!("read /proc/{}/net/dev: {e}", c.pid))?;
+        Ok(dev.lines().any(|l| l.trim_start().starts_with("eth0:")))
+    };
+    let patience = if matches!(kind, Kind::Wirehook) { 300 } else { 0 };
+    let mut still = has_eth0()?;
+    for _ in 0..patience {
+        if !still {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        still = has_eth0()?;
+    }
+    if still {
         return Err(format!(
             "{} teardown of {} exited 0 but the container (pid {}) still has eth0",
             kind.key(),

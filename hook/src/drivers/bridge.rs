@@ -290,12 +290,17 @@ impl Driver for Bridge {
         let internal = net.internal;
         let gateways: Vec<IpAddr> = leases.iter().map(|l| l.subnet.gateway).collect();
         let want_routes = !internal && first;
+        let has_v6 = net.has_v6();
         let ifname = at.ifname.clone();
         {
             let nl = cx.container_nl()?;
             let link = nl.link(&ifname)?.ok_or_else(|| {
                 Error::NotFound(format!("{ifname} did not appear in the container"))
             })?;
+            if !has_v6 {
+                // IPv4-only network: no IPv6 on eth0 (as docker does).
+                nl.disable_ipv6_link_local(link.index)?;
+            }
             nl.set_up(link.index)?;
             for a in &addresses {
                 nl.add_address(link.index, a.ip(), a.prefix())?;
