@@ -460,7 +460,7 @@ main() {
     info "demo ran in $((SECONDS - t0)) s (after the build)"
     printf '%s%d passed%s, %s%d failed%s\n' "$C_OK" "$PASSED" "$C_OFF" \
         "$([[ $FAILED -gt 0 ]] && printf %s "$C_BAD")" "$FAILED" "$C_OFF"
-    ((FAILED == 0))
+    ((FAILED == 0)) || exit 1
 }
 
 main "$@"

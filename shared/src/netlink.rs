@@ -130,10 +130,14 @@ impl Netlink {
             }
             return Ok(l.index);
         }
-        let mut b = LinkBridge::new(name).up();
-        if let Some(m) = mtu {
-            b = b.mtu(m);
-        }
+        // An explicit MAC and MTU: the bridge then never rescans all its
+        // ports for the lowest MAC or MTU when one is added (the kernel
+        // skips that for values set by the user), so adding the 1000th
+        // container costs what the 10th did; and its MAC never changes
+        // as containers come and go.
+        let h = crate::network::stable_hash(format!("bridge/{name}").as_bytes()).to_be_bytes();
+        let mac = vec![0x02, h[0], h[1], h[2], h[3], h[4]];
+        let b = LinkBridge::new(name).up().mtu(mtu.unwrap_or(1500)).address(mac);
         match self.block(self.handle.link().add(b.build()).execute()) {
             Ok(()) => {}
             Err(e) if is_errno(&e, libc::EEXIST) => {}

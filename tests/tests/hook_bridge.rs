@@ -50,6 +50,15 @@ fn two_containers_on_the_default_bridge() {
         .expect("default route");
     assert_eq!(default["gateway"], gw.to_string());
     assert_eq!(default["dev"], "eth0");
+    // IPv4-only network: no IPv6 on eth0, none on the bridge ports either
+    // (their link-local chatter would be flooded to every port).
+    assert!(addr_of(&a.addrs_json(), "eth0", true).is_none());
+    let a6 = a.exec(&["ip", "-6", "-o", "addr", "show", "dev", "eth0"]).stdout_str();
+    assert!(a6.trim().is_empty(), "no IPv6 address at all on eth0: {a6}");
+    for v in &veths {
+        let h6 = host.exec(&["ip", "-6", "-o", "addr", "show", "dev", v]).stdout_str();
+        assert!(h6.trim().is_empty(), "no IPv6 address on bridge port {v}: {h6}");
+    }
     let links = a.links_json();
     let names: Vec<_> = links
         .as_array()
