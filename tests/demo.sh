@@ -232,10 +232,11 @@ start() {
     fi
 }
 
-# Retry CMD for up to ~3 s (a server that was just started).
+# Retry CMD for about 3 s (a server that was just started, a first ARP
+# exchange); the last try shows its output.
 eventually() {
-    local i
-    for i in $(seq 30); do
+    local end=$((SECONDS + 3))
+    while ((SECONDS < end)); do
         "$@" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
@@ -266,7 +267,9 @@ host_ns_idle() {
     done
     echo "still running:"
     local p
-    for p in $pids; do ps -o pid=,args= -p "$p"; done
+    for p in $pids; do
+        printf '%s %s\n' "$p" "$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)"
+    done
     return 1
 }
 
@@ -415,7 +418,7 @@ main() {
     local web_ip
     web_ip=$(cip web || true)
     info "web is $web_ip"
-    check "client pings web ($web_ip)" cexec client ping -c 1 -W 2 "$web_ip"
+    check "client pings web ($web_ip)" eventually cexec client ping -c 1 -W 2 "$web_ip"
     check "client fetches http://$web_ip/" \
         eventually page_at "http://$web_ip/" cexec client timeout 5 wget
     check_fails "other (network other) cannot ping web: isolated" \
@@ -425,7 +428,7 @@ main() {
     check "demo host fetches http://127.0.0.1:8080/" \
         eventually page_at http://127.0.0.1:8080/ in_host timeout 5 busybox wget
     check "client reaches the LAN machine 198.51.100.2 (masquerade)" \
-        cexec client ping -c 1 -W 2 198.51.100.2
+        eventually cexec client ping -c 1 -W 2 198.51.100.2
     check "sidecar sees web's address $web_ip" sidecar_has_ip "$web_ip"
     check "sidecar reaches web's httpd on its own localhost" \
         page_at http://127.0.0.1:80/ cexec sidecar timeout 5 wget
@@ -435,7 +438,14 @@ main() {
     in_host nft list map inet wirehook pub4_any | indent
 
     heading "wirehook check"
-    check "wirehook check: records match the kernel" wh check
+    local out
+    if out=$(wh check 2>&1); then
+        indent <<<"$out"
+        pass "wirehook check: records match the kernel"
+    else
+        indent <<<"$out"
+        fail "wirehook check: records match the kernel"
+    fi
 
     heading "Stopping every container (runc delete -f)"
     local i
@@ -458,8 +468,10 @@ main() {
 
     heading "Summary"
     info "demo ran in $((SECONDS - t0)) s (after the build)"
+    local c_failed=$C_OK
+    ((FAILED == 0)) || c_failed=$C_BAD
     printf '%s%d passed%s, %s%d failed%s\n' "$C_OK" "$PASSED" "$C_OFF" \
-        "$([[ $FAILED -gt 0 ]] && printf %s "$C_BAD")" "$FAILED" "$C_OFF"
+        "$c_failed" "$FAILED" "$C_OFF"
     ((FAILED == 0)) || exit 1
 }
 
