@@ -15,6 +15,12 @@
 //! for it (see the bridge driver). `gc` runs the same steps inline.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+use wirehook_shared::fsutil::{self, Lock};
+use wirehook_shared::ports::PortMapping;
 
 use wirehook_shared::netlink::Netlink;
 use wirehook_shared::paths::Paths;
@@ -22,10 +28,12 @@ use wirehook_shared::{firewall, ipam};
 
 use crate::log;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Deferred {
-    /// Published-port map elements (first: the ports close before anything else).
-    Ports(Vec<firewall::PortRule>),
+    /// Published-port map elements of these ports to these addresses
+    /// (first: the ports close before anything else).
+    Ports { ports: Vec<PortMapping>, addresses: Vec<IpNetwork> },
     /// Conntrack entries of these addresses.
     Conntrack(Vec<IpAddr>),
     /// A host-side link whose namespace outlives the container.
@@ -42,7 +50,7 @@ pub enum Deferred {
 pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> {
     // Ports first, leases last: an address is free only once its flows are gone.
     items.sort_by_key(|d| match d {
-        Deferred::Ports(_) => 0,
+        Deferred::Ports { .. } => 0,
         Deferred::Lease { .. } => 2,
         _ => 1,
     });
@@ -50,7 +58,9 @@ pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> 
     let mut nl: Option<Netlink> = None;
     for d in items {
         let res = match &d {
-            Deferred::Ports(rules) => firewall::remove_ports(rules),
+            Deferred::Ports { ports, addresses } => {
+                firewall::remove_ports(&crate::drivers::bridge::port_rules(ports, addresses))
+            }
             Deferred::Conntrack(addrs) => firewall::flush_conntrack(addrs).map(|_| ()),
             Deferred::Link(name) => {
                 if nl.is_none() {
@@ -89,10 +99,52 @@ fn unmount_if_same(paths: &Paths, id: &str, path: &std::path::Path, inode: u64) 
     Ok(())
 }
 
+/// What a running finisher is still doing, in `run/finishing/ID.json`,
+/// locked (flock) for as long as it runs. `gc` leaves what it names alone
+/// while the lock is held, and finishes the job itself if a finisher died.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Marker {
+    pub owner: String,
+    /// Host-side links of the container (they vanish with its namespace).
+    pub links: Vec<String>,
+    pub items: Vec<Deferred>,
+}
+
+fn marker_path(paths: &Paths, owner: &str) -> PathBuf {
+    paths.run_dir.join("finishing").join(format!("{owner}.json"))
+}
+
+/// Markers of finishers, each with whether its finisher still runs.
+pub fn markers(paths: &Paths) -> Vec<(Marker, bool)> {
+    let Ok(rd) = std::fs::read_dir(paths.run_dir.join("finishing")) else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| {
+            let m: Marker = fsutil::read_json(&e.path()).ok()??;
+            let running = !Lock::try_exclusive(&e.path()).is_ok_and(|l| l.is_some());
+            Some((m, running))
+        })
+        .collect()
+}
+
+/// Finish what a dead finisher left (from its marker), then drop the marker.
+pub fn finish_abandoned(paths: &Paths, m: &Marker) -> Vec<String> {
+    let problems = run(paths, &m.owner, m.items.clone());
+    let _ = fsutil::remove_file(&marker_path(paths, &m.owner));
+    problems
+}
+
 /// Run `items` in a detached child and return at once, without waiting
 /// for it: when we exit, it is reparented to whoever reaps orphans (init
 /// or the runtime's subreaper). If the fork fails, the items run here.
-pub fn detach(paths: &Paths, owner: &str, items: Vec<Deferred>) {
+pub fn detach(paths: &Paths, owner: &str, links: Vec<String>, items: Vec<Deferred>) {
+    // The marker is written and locked before the fork, so there is no
+    // moment in which gc could take the items for leftovers.
+    let marker = marker_path(paths, owner);
+    let lock = fsutil::write_json(&marker, &Marker { owner: owner.to_string(), links, items: items.clone() })
+        .and_then(|()| Lock::exclusive(&marker));
+    if let Err(e) = &lock {
+        log::warn(format!("cannot write the finisher's marker ({e}); gc may race it"));
+    }
     use nix::unistd::{fork, setsid, ForkResult};
     // The finisher outlives us: it holds the nf_tables socket until we are
     // gone, so the grace period its close costs is never ours. It learns we
@@ -102,6 +154,8 @@ pub fn detach(paths: &Paths, owner: &str, items: Vec<Deferred>) {
     // child may run arbitrary code after fork.
     match unsafe { fork() } {
         Ok(ForkResult::Parent { .. }) => {
+            // The child holds the lock (same open file) after we exit.
+            std::mem::forget(lock);
             if let Some((r, w)) = pipe {
                 drop(r);
                 // Closed by the kernel when this process exits.
@@ -118,18 +172,31 @@ pub fn detach(paths: &Paths, owner: &str, items: Vec<Deferred>) {
                     unsafe { libc::dup2(null.as_raw_fd(), fd) };
                 }
             }
+            // Tests stretch the finisher's life to check that gc leaves a
+            // running one alone.
+            if let Some(ms) = std::env::var("WIREHOOK_FINISH_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
             run(paths, owner, items);
+            let _ = fsutil::remove_file(&marker);
             if let Some((r, w)) = pipe {
                 drop(w);
                 let mut buf = [0u8; 1];
                 let _ = nix::unistd::read(&r, &mut buf);
             }
+            drop(lock);
             // SAFETY: leave without running the parent's destructors.
             unsafe { libc::_exit(0) };
         }
         Err(e) => {
             log::warn(format!("cannot fork the teardown finisher ({e}): finishing inline"));
+            // Tests stretch the finisher's life to check that gc leaves a
+            // running one alone.
+            if let Some(ms) = std::env::var("WIREHOOK_FINISH_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
             run(paths, owner, items);
+            let _ = fsutil::remove_file(&marker);
         }
     }
 }

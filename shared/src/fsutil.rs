@@ -124,6 +124,28 @@ impl Lock {
         })
     }
 
+    /// Take the lock at `path` only if it is free; `Ok(None)` if someone
+    /// holds it. A missing file counts as free (and is not created).
+    pub fn try_exclusive(path: &Path) -> Result<Option<Lock>> {
+        let file = match OpenOptions::new().read(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open lock", path, e)),
+        };
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            Ok(Some(Lock { _file: file, path: path.to_path_buf() }))
+        } else {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                Ok(None)
+            } else {
+                Err(Error::io("lock", path, err))
+            }
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

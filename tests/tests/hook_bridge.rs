@@ -544,3 +544,40 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
     unwire(&host, a.id());
     assert_clean(&host);
 }
+
+#[test]
+fn gc_leaves_a_running_teardown_alone_and_finishes_an_abandoned_one() {
+    let host = TestHost::new("gcfin");
+    let c = host.container("f");
+    wire(&host, &c, &[("io.wirehook.network", "bridge"), ("io.wirehook.ports", "8383:80")]);
+    let ip = ipv4_of(&c);
+    // A slow finisher: its lease, port and bind mount are still held while gc runs.
+    let bundle = host.root().join("nb");
+    host.wirehook_env(
+        &["hook", "poststop"],
+        Some(&oci_state(c.id(), "stopped", None, &bundle, &[])),
+        &[("WIREHOOK_FINISH_DELAY_MS", "1500")],
+    )
+    .expect_success("poststop");
+    let out = host.wirehook(&["gc"], None).expect_success("gc").stdout_str();
+    assert!(!out.contains(&ip.to_string()), "gc must not take a running finisher's lease: {out}");
+    assert!(!out.contains("bind mount") && !out.contains("stray veth"), "{out}");
+    assert_eq!(nft_elements(&host, "pub4_any").len(), 1, "the finisher, not gc, closes the port");
+    assert_clean(&host);
+
+    // A finisher that died: its marker is left unlocked; gc finishes the job.
+    let lease_dir = run_dir(&host).join("leases/bridge");
+    std::fs::create_dir_all(&lease_dir).unwrap();
+    std::fs::write(lease_dir.join("10.88.99.99"), "ghost\n").unwrap();
+    let fin = run_dir(&host).join("finishing");
+    std::fs::create_dir_all(&fin).unwrap();
+    std::fs::write(
+        fin.join("ghost.json"),
+        r#"{"owner":"ghost","links":[],"items":[{"conntrack":["10.88.99.99"]},{"lease":{"network":"bridge","address":"10.88.99.99"}}]}"#,
+    )
+    .unwrap();
+    let out = host.wirehook(&["gc"], None).expect_success("gc").stdout_str();
+    assert!(out.contains("ghost"), "{out}");
+    assert_clean(&host);
+    assert!(!fin.join("ghost.json").exists(), "marker removed");
+}

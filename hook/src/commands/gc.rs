@@ -43,6 +43,24 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
         }
     }
 
+    // Teardowns whose finisher still runs are not leftovers; finish those
+    // whose finisher died.
+    let mut finishing_owners = HashSet::new();
+    let mut finishing_links = HashSet::new();
+    for (m, running) in crate::finish::markers(paths) {
+        if running {
+            finishing_owners.insert(m.owner.clone());
+            finishing_links.extend(m.links.iter().cloned());
+            continue;
+        }
+        println!("{verb} the rest of {}'s interrupted teardown", m.owner);
+        if !dry_run {
+            for p in crate::finish::finish_abandoned(paths, &m) {
+                println!("  problem: {p}");
+            }
+        }
+    }
+
     // Leftovers no record owns.
     let leases_root = paths.run_dir.join("leases");
     for net in std::fs::read_dir(&leases_root)
@@ -63,7 +81,10 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
                 .unwrap_or_default()
                 .trim()
                 .to_string();
-            if !live_ids.contains(&owner) && records.get(&owner).ok().flatten().is_none() {
+            if !live_ids.contains(&owner)
+                && !finishing_owners.contains(&owner)
+                && records.get(&owner).ok().flatten().is_none()
+            {
                 println!(
                     "{verb} lease {name} on {} (owner {owner} has no record)",
                     net.file_name().to_string_lossy()
@@ -80,7 +101,7 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
         .flatten()
     {
         let id = m.file_name().to_string_lossy().to_string();
-        if records.get(&id).ok().flatten().is_none() {
+        if records.get(&id).ok().flatten().is_none() && !finishing_owners.contains(&id) {
             println!("{verb} namespace bind mount {}", m.path().display());
             if !dry_run {
                 let _ = netns::unmount(&m.path());
@@ -117,6 +138,7 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
             if link.name.starts_with("whv")
                 && link.kind.as_deref() == Some("veth")
                 && !known.contains(&link.name)
+                && !finishing_links.contains(&link.name)
             {
                 println!("{verb} stray veth {}", link.name);
                 if !dry_run {

@@ -363,7 +363,10 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord, finish: Finish) -> 
     let mut problems = cx.problems;
     match finish {
         Finish::Inline => problems.extend(crate::finish::run(paths, &rec.id, deferred)),
-        Finish::Detached => crate::finish::detach(paths, &rec.id, deferred),
+        Finish::Detached => {
+            let links = rec.interfaces.iter().filter_map(|i| i.host_ifname.clone()).collect();
+            crate::finish::detach(paths, &rec.id, links, deferred)
+        }
     }
     log::phase("finish");
     log::info(format!(

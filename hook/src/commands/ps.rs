@@ -29,6 +29,16 @@ pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
     }
 }
 
+/// Runtime-generated ids (64 hex digits) shortened as docker does; ids
+/// people chose are shown whole.
+fn short_id(id: &str) -> &str {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        &id[..12]
+    } else {
+        id
+    }
+}
+
 pub fn run(paths: &Paths, json: bool) -> Result<()> {
     let records =
         Records::new(paths).list_with(|e| eprintln!("wirehook: skipping unreadable record: {e}"));
@@ -48,12 +58,15 @@ pub fn run(paths: &Paths, json: bool) -> Result<()> {
                 }
             };
             let network = match (&r.shares_with, r.interfaces.is_empty()) {
-                (Some(o), _) => format!("container:{}", &o[..o.len().min(12)]),
+                (Some(o), _) => format!(
+                    "container:{}",
+                    records.iter().find(|x| &x.id == o).map(|x| x.name.as_str()).unwrap_or_else(|| short_id(o))
+                ),
                 (None, true) => r.mode.to_string(),
                 (None, false) => join(&|i| i.network.clone()),
             };
             [
-                r.id[..r.id.len().min(12)].to_string(),
+                short_id(&r.id).to_string(),
                 r.name.clone(),
                 r.mode.to_string(),
                 network,

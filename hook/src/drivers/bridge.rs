@@ -364,7 +364,7 @@ impl Driver for Bridge {
         let Some(iface) = iface else { return };
         let rules = port_rules(&iface.ports, &iface.addresses);
         if !rules.is_empty() {
-            cx.defer(Deferred::Ports(rules));
+            cx.defer(Deferred::Ports { ports: iface.ports.clone(), addresses: iface.addresses.clone() });
         }
         let addrs: Vec<IpAddr> = iface.addresses.iter().map(|a| a.ip()).collect();
         cx.defer(Deferred::Conntrack(addrs.clone()));
