@@ -22,6 +22,7 @@ pub mod error;
 pub mod firewall;
 pub mod fsutil;
 pub mod hostconfig;
+pub mod inspect;
 pub mod ipam;
 pub mod netlink;
 pub mod netns;

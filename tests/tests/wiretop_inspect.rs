@@ -1,0 +1,288 @@
+//! wiretop against real namespaces: dozens of namespaces with veths on a
+//! bridge, checked against what the kernel reports (`ip -j -s link`), and
+//! rates against a known amount of traffic. Runs the real `wiretop`
+//! binary (`--once --json`, `--json --interval`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use wirehook_tests::*;
+
+const N: usize = 30;
+
+fn wiretop_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("wiretop");
+    assert!(
+        bin.exists(),
+        "wiretop is missing at {}: build it first: cargo build --workspace",
+        bin.display()
+    );
+    bin
+}
+
+/// Named namespaces of this test, deleted on drop.
+struct Netns(Vec<String>);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+fn sh(script: &str) {
+    let out = Command::new("sh")
+        .args(["-ec", script])
+        .output()
+        .expect("sh");
+    out.expect_success(script);
+}
+
+fn ip_json(ns: &str, args: &[&str]) -> Value {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-j", "-s"])
+        .args(args)
+        .output()
+        .expect("ip");
+    serde_json::from_slice(&out.expect_success("ip -j").stdout).expect("ip json")
+}
+
+fn namespace<'a>(snap: &'a Value, netns_name: &str) -> Option<&'a Value> {
+    snap["namespaces"].as_array().unwrap().iter().find(|n| {
+        n["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["source"] == "netns" && x["name"] == netns_name)
+    })
+}
+
+fn by_inode(snap: &Value, inode: u64) -> &Value {
+    snap["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["inode"] == inode)
+        .expect("namespace by inode")
+}
+
+fn link<'a>(ns: &'a Value, name: &str) -> &'a Value {
+    ns["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("link {name} in {ns}"))
+}
+
+fn build(host: &TestHost) -> Netns {
+    let h = host.name();
+    let names: Vec<String> = (0..N).map(|i| format!("{h}-n{i}")).collect();
+    let guard = Netns(names.clone());
+    let hp = host.netns_path().display().to_string();
+    sh(&format!(
+        "nsenter --net={hp} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+         ip -n {h} link add br0 type bridge
+         ip -n {h} link set br0 up
+         ip -n {h} addr add 10.77.0.1/24 dev br0"
+    ));
+    let mut script = String::new();
+    for (i, n) in names.iter().enumerate() {
+        script.push_str(&format!(
+            "ip netns add {n}
+             nsenter --net=/run/netns/{n} sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+             ip -n {h} link add hv{i} type veth peer name eth0 netns {n}
+             ip -n {h} link set hv{i} master br0 up
+             ip -n {n} link set lo up
+             ip -n {n} link set eth0 up
+             ip -n {n} addr add 10.77.0.{}/24 dev eth0\n",
+            i + 2
+        ));
+    }
+    sh(&script);
+    guard
+}
+
+#[test]
+fn snapshot_matches_kernel() {
+    let host = TestHost::new("wtinsp");
+    let nss = build(&host);
+    let out = Command::new(wiretop_bin())
+        .args(["--once", "--json"])
+        .output()
+        .expect("run wiretop");
+    let snap: Value =
+        serde_json::from_slice(&out.expect_success("wiretop --once --json").stdout).expect("JSON");
+    let hns = by_inode(&snap, host.netns_inode());
+    assert!(hns["error"].is_null(), "{}", hns["error"]);
+    let br = link(hns, "br0");
+    assert_eq!(br["kind"], "bridge");
+    assert!(hns["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["address"] == "10.77.0.1/24"));
+    for (i, n) in nss.0.iter().enumerate() {
+        let ns = namespace(&snap, n).unwrap_or_else(|| panic!("namespace {n} not in the snapshot"));
+        assert!(ns["error"].is_null());
+        let inode = ns["inode"].as_u64().unwrap();
+        let eth0 = link(ns, "eth0");
+        assert_eq!(eth0["kind"], "veth");
+        assert_eq!(eth0["state"], "up");
+        assert_eq!(
+            eth0["peer"]["netns_inode"],
+            host.netns_inode(),
+            "{n}: eth0's peer is in the host"
+        );
+        assert_eq!(eth0["peer"]["ifname"], format!("hv{i}"));
+        let hv = link(hns, &format!("hv{i}"));
+        assert_eq!(hv["master"], "br0");
+        assert_eq!(hv["peer"]["netns_inode"], inode);
+        assert_eq!(hv["peer"]["ifname"], "eth0");
+        assert_eq!(link(ns, "lo")["kind"], "loopback");
+        assert!(ns["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["address"] == format!("10.77.0.{}/24", i + 2)));
+        assert!(ns["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["destination"] == "10.77.0.0/24" && r["dev"] == "eth0"));
+        // Counters as the kernel reports them (nothing sends: IPv6 is off).
+        let k = ip_json(n, &["link", "show", "eth0"]);
+        let kl = &k[0];
+        let k = &kl["stats64"];
+        assert_eq!(eth0["stats"]["rx_bytes"], k["rx"]["bytes"], "{n} rx bytes");
+        assert_eq!(eth0["stats"]["tx_bytes"], k["tx"]["bytes"], "{n} tx bytes");
+        assert_eq!(eth0["stats"]["rx_packets"], k["rx"]["packets"]);
+        assert_eq!(eth0["stats"]["tx_packets"], k["tx"]["packets"]);
+        assert_eq!(eth0["stats"]["rx_dropped"], k["rx"]["dropped"]);
+        assert_eq!(eth0["stats"]["tx_errors"], k["tx"]["errors"]);
+        assert_eq!(eth0["mtu"], kl["mtu"]);
+        assert_eq!(eth0["mac"], kl["address"]);
+    }
+}
+
+#[test]
+fn rates_follow_traffic_and_namespaces_come_and_go() {
+    let host = TestHost::new("wtrate");
+    let mut nss = build(&host);
+    let (a, b) = (nss.0[0].clone(), nss.0[1].clone());
+    let gone = nss.0[N - 1].clone();
+    let mut child = Command::new(wiretop_bin())
+        .args(["--json", "--interval", "0.4", "--count", "12"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn wiretop");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    // 20 echo requests of 972 bytes payload: 1014-byte frames on eth0.
+    const COUNT: u64 = 20;
+    const FRAME: u64 = 972 + 8 + 20 + 14;
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &a,
+            "ping",
+            "-q",
+            "-c",
+            &COUNT.to_string(),
+            "-i",
+            "0.05",
+            "-s",
+            "972",
+            "10.77.0.3",
+        ])
+        .output()
+        .expect("ping");
+    ping.expect_success("ping between two namespaces");
+    sh(&format!("ip netns del {gone}"));
+    nss.0.retain(|n| n != &gone);
+    let fresh = format!("{}-fresh", host.name());
+    sh(&format!("ip netns add {fresh}"));
+    nss.0.push(fresh.clone());
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert!(child.wait().unwrap().success(), "wiretop exits cleanly");
+    assert_eq!(rest.len(), 11);
+    let last = rest.last().unwrap();
+    let tx = |s: &Value| {
+        link(namespace(s, &a).unwrap(), "eth0")["stats"]["tx_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let rx_b = |s: &Value| {
+        link(namespace(s, &b).unwrap(), "eth0")["stats"]["rx_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    let sent = tx(last) - tx(&first);
+    // Echo requests plus at most an ARP exchange.
+    assert!(
+        (COUNT * FRAME..=COUNT * FRAME + 200).contains(&sent),
+        "a sent {sent} bytes, expected {}",
+        COUNT * FRAME
+    );
+    let got = rx_b(last) - rx_b(&first);
+    assert!(
+        (COUNT * FRAME..=COUNT * FRAME + 200).contains(&got),
+        "b got {got}"
+    );
+    // The rates integrate to the counters' change.
+    let integral: f64 = rest
+        .iter()
+        .map(|s| {
+            let l = link(namespace(s, &a).unwrap(), "eth0");
+            l["rate"]["tx_bytes"].as_f64().unwrap() * s["interval"].as_f64().unwrap()
+        })
+        .sum();
+    assert!(
+        (integral - sent as f64).abs() < 1.0,
+        "rates sum to {integral}, counters moved {sent}"
+    );
+    // Some sample saw the traffic at its rate: about FRAME*COUNT/1s.
+    let peak = rest
+        .iter()
+        .map(|s| {
+            link(namespace(s, &a).unwrap(), "eth0")["rate"]["tx_bytes"]
+                .as_f64()
+                .unwrap()
+        })
+        .fold(0.0, f64::max);
+    assert!(peak > 5_000.0, "peak tx rate {peak}");
+    // The host's end saw the same bytes, received.
+    let hv = |s: &Value| {
+        link(by_inode(s, host.netns_inode()), "hv0")["stats"]["rx_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(hv(last) - hv(&first), sent, "both ends of the veth agree");
+    // Namespaces that went away or appeared: no errors, present or not.
+    assert!(namespace(&first, &gone).is_some());
+    assert!(
+        namespace(last, &gone).is_none(),
+        "a deleted namespace disappears"
+    );
+    let f = namespace(last, &fresh).expect("a new namespace shows up");
+    assert!(f["error"].is_null());
+    assert_eq!(link(f, "lo")["state"], "down");
+    for s in &rest {
+        for n in &nss.0 {
+            if let Some(ns) = namespace(s, n) {
+                assert!(ns["error"].is_null(), "{n}: {}", ns["error"]);
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The topology view: per namespace, its bridges with their ports and the
+//! namespaces behind them (through veth peers), overlay (vxlan) devices,
+//! and the macvlan/ipvlan devices hanging on its links.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::{state_style, DIM, HEADER, RX, TX};
+use crate::app::App;
+use crate::format;
+use wirehook_shared::inspect::{Link, Namespace, Snapshot};
+
+fn peer_desc(snap: &Snapshot, here: &Namespace, l: &Link) -> String {
+    match &l.peer {
+        Some(p) => {
+            let name = p
+                .ifname
+                .clone()
+                .unwrap_or_else(|| format!("#{}", p.ifindex));
+            match p.netns_inode.and_then(|i| snap.namespace(i)) {
+                Some(n) if n.inode == here.inode => format!("⇄ {name}"),
+                Some(n) => format!("⇄ {name} @ {} ({})", n.display_name(), n.mode()),
+                None => format!("⇄ {name} @ unknown namespace"),
+            }
+        }
+        None => String::new(),
+    }
+}
+
+fn rate_spans(l: &Link, bits: bool) -> Vec<Span<'static>> {
+    let r = l.rate.unwrap_or_default();
+    vec![
+        Span::raw("  "),
+        Span::styled(format!("rx {}", format::rate(r.rx_bytes, bits)), RX),
+        Span::raw(" "),
+        Span::styled(format!("tx {}", format::rate(r.tx_bytes, bits)), TX),
+    ]
+}
+
+/// The topology as lines (also used by tests).
+pub fn lines(app: &App) -> Vec<Line<'static>> {
+    let snap = &app.snap;
+    let mut out = Vec::new();
+    for ns in app.rows() {
+        let bridges: Vec<&Link> = ns.links.iter().filter(|l| l.kind == "bridge").collect();
+        let overlays: Vec<&Link> = ns.links.iter().filter(|l| l.kind == "vxlan").collect();
+        // macvlan/ipvlan children anywhere whose parent is a link of this namespace.
+        let mut children: Vec<(String, &Namespace, &Link)> = Vec::new();
+        for other in &snap.namespaces {
+            for l in &other.links {
+                if !matches!(l.kind.as_str(), "macvlan" | "ipvlan") {
+                    continue;
+                }
+                let parent_ns = l.parent_netns_inode.unwrap_or(other.inode);
+                if let (Some(p), true) = (&l.parent, parent_ns == ns.inode) {
+                    children.push((p.clone(), other, l));
+                }
+            }
+        }
+        if bridges.is_empty() && overlays.is_empty() && children.is_empty() {
+            continue;
+        }
+        out.push(Line::from(vec![
+            Span::styled(ns.display_name(), HEADER),
+            Span::styled(format!("  netns {} {}", ns.inode, ns.mode()), DIM),
+        ]));
+        for b in &bridges {
+            let mut s = vec![
+                Span::raw("  bridge "),
+                Span::styled(b.name.clone(), HEADER),
+                Span::raw(" "),
+                Span::styled(b.state.clone(), state_style(&b.state)),
+            ];
+            let addrs: Vec<&str> = ns
+                .addresses
+                .iter()
+                .filter(|a| a.ifindex == b.index)
+                .map(|a| a.address.as_str())
+                .collect();
+            if !addrs.is_empty() {
+                s.push(Span::raw(format!(" {}", addrs.join(" "))));
+            }
+            s.extend(rate_spans(b, app.bits));
+            out.push(Line::from(s));
+            let ports: Vec<&Link> = ns
+                .links
+                .iter()
+                .filter(|l| l.master.as_deref() == Some(b.name.as_str()))
+                .collect();
+            for (i, p) in ports.iter().enumerate() {
+                let branch = if i + 1 == ports.len() {
+                    "└─"
+                } else {
+                    "├─"
+                };
+                let mut s = vec![
+                    Span::raw(format!("    {branch} {} ", p.name)),
+                    Span::styled(p.state.clone(), state_style(&p.state)),
+                    Span::raw(format!(" {}", peer_desc(snap, ns, p))),
+                ];
+                s.extend(rate_spans(p, app.bits));
+                out.push(Line::from(s));
+            }
+            if ports.is_empty() {
+                out.push(Line::from(Span::styled("    (no ports)", DIM)));
+            }
+        }
+        for o in &overlays {
+            let mut s = vec![Span::raw(format!(
+                "  overlay {} ({}{})",
+                o.name,
+                o.kind,
+                o.parent
+                    .as_ref()
+                    .map(|p| format!(" on {p}"))
+                    .unwrap_or_default()
+            ))];
+            if let Some(m) = &o.master {
+                s.push(Span::raw(format!(" port of {m}")));
+            }
+            s.extend(rate_spans(o, app.bits));
+            out.push(Line::from(s));
+        }
+        let mut parents: Vec<&String> = children.iter().map(|(p, _, _)| p).collect();
+        parents.sort();
+        parents.dedup();
+        for p in parents {
+            out.push(Line::from(format!("  {p} (parent)")));
+            let kids: Vec<_> = children.iter().filter(|(q, _, _)| q == p).collect();
+            for (i, (_, owner, l)) in kids.iter().enumerate() {
+                let branch = if i + 1 == kids.len() {
+                    "└─"
+                } else {
+                    "├─"
+                };
+                let mut s = vec![Span::raw(format!(
+                    "    {branch} {} {} @ {}",
+                    l.kind,
+                    l.name,
+                    owner.display_name()
+                ))];
+                s.extend(rate_spans(l, app.bits));
+                out.push(Line::from(s));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(Line::from(Span::styled(
+            "no bridges, overlays or macvlan/ipvlan parents",
+            DIM,
+        )));
+    }
+    out
+}
+
+pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
+    let l = lines(app);
+    let max = (l.len() as u16).saturating_sub(area.height);
+    app.scroll = app.scroll.min(max);
+    f.render_widget(Paragraph::new(l).scroll((app.scroll, 0)), area);
+}
