@@ -66,6 +66,11 @@ pub fn networks(
         };
         defs.push(def);
     }
+    for (i, def) in defs.iter().enumerate() {
+        if matches!(def.driver, Driver::Macvlan | Driver::Ipvlan) {
+            crate::drivers::parent::check_request(def, req, i)?;
+        }
+    }
     for ip in &req.ips {
         if !defs
             .iter()
@@ -134,9 +139,9 @@ fn inline_options(name: &str, req: &Request) -> Result<CreateOptions> {
 
 fn define_inline(paths: &Paths, nl: &Netlink, name: &str, req: &Request) -> Result<NetworkDef> {
     let opts = inline_options(name, req)?;
-    if let Some(d) = opts.driver.filter(|d| *d != Driver::Bridge) {
+    if let Some(d) = opts.driver.filter(|d| *d == Driver::Overlay) {
         return Err(Error::invalid(format!(
-            "io.wirehook.driver={d}: this version of wirehook wires bridge networks only; use io.wirehook.driver=bridge"
+            "io.wirehook.driver={d}: this version of wirehook wires bridge, macvlan and ipvlan networks only; use one of those"
         )));
     }
     let store = Networks::new(paths);

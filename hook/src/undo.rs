@@ -16,6 +16,9 @@ use crate::log;
 pub enum Change {
     /// A link in the host namespace (deleting a veth end removes the pair).
     HostLink(String),
+    /// A link made inside the container's namespace (a macvlan or ipvlan
+    /// sub-interface: nothing of it is left in the host's to delete).
+    ContainerLink { netns: netns::NetNs, name: String },
     /// An address lease.
     Lease { network: String, address: IpAddr },
     /// Published-port map elements.
@@ -49,6 +52,9 @@ impl Undo {
                     Some(nl) => nl.delete_link(name).map(|_| ()),
                     None => Ok(()),
                 },
+                Change::ContainerLink { netns, name } => Netlink::in_netns(netns)
+                    .and_then(|nl| nl.delete_link(name))
+                    .map(|_| ()),
                 Change::Lease { network, address } => {
                     ipam::release_lease(paths, network, *address, owner).map(|_| ())
                 }

@@ -1,6 +1,15 @@
 //! A small synchronous face over rtnetlink: the link, address and route
 //! operations wirehook needs, each one request/ack.
 //!
+//! Containers' interfaces are made in one request each, directly inside
+//! the container's namespace (`IFLA_NET_NS_FD`): the veth pair of a
+//! bridge network ([`Netlink::create_veth`]), the macvlan or ipvlan
+//! sub-interface of a parent ([`Netlink::create_macvlan`],
+//! [`Netlink::create_ipvlan`]); 802.1Q parents (`eth0.100`) are made in the
+//! host namespace with [`Netlink::create_vlan`]. A kernel without the
+//! driver answers "Unknown device type" (EOPNOTSUPP); those calls turn
+//! that into one line naming the kernel option and what to do instead.
+//!
 //! A [`Netlink`] is bound to the namespace it was opened in. Open one in the
 //! host namespace with [`Netlink::new`] and one inside a container's
 //! namespace with [`Netlink::in_netns`] (the socket is created inside and
@@ -12,12 +21,17 @@ use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType,
+    LinkMessage, MacVlanMode,
 };
-use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{
+    LinkBridge, LinkIpVlan, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan,
+    RouteMessageBuilder,
+};
 
 use crate::error::{Error, Result};
 use crate::netns::NetNs;
+use crate::network::{IpvlanMode, MacvlanMode};
 
 /// What wirehook needs to know about an existing link.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +43,40 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
     pub up: bool,
     pub master: Option<u32>,
+    /// The link this one sits on (`IFLA_LINK`: a VLAN's or macvlan's
+    /// parent, a veth's peer), as an index in the link's own namespace or
+    /// its peer's.
+    pub parent: Option<u32>,
+    /// An Ethernet device (what macvlan, ipvlan and 802.1Q need as parent;
+    /// loopback, tunnels and WireGuard are not).
+    pub ether: bool,
+}
+
+/// A macvlan sub-interface of `parent` (see [`Netlink::create_macvlan`]).
+#[derive(Debug, Clone)]
+pub struct MacvlanSpec<'a> {
+    pub name: &'a str,
+    /// Index of the parent in the namespace of the socket making it.
+    pub parent: u32,
+    pub mode: MacvlanMode,
+    /// Made directly inside this namespace; else where the socket is.
+    pub netns: Option<&'a NetNs>,
+    /// Own MAC; else the kernel picks a random one (passthru takes the
+    /// parent's whatever is given).
+    pub mac: Option<[u8; 6]>,
+    /// MTU, at most the parent's; else the parent's.
+    pub mtu: Option<u32>,
+}
+
+/// An ipvlan sub-interface of `parent` (see [`Netlink::create_ipvlan`]).
+/// It always has the parent's MAC.
+#[derive(Debug, Clone)]
+pub struct IpvlanSpec<'a> {
+    pub name: &'a str,
+    pub parent: u32,
+    pub mode: IpvlanMode,
+    pub netns: Option<&'a NetNs>,
+    pub mtu: Option<u32>,
 }
 
 /// Everything the veth of a container needs: host end and container end
@@ -107,6 +155,20 @@ impl Netlink {
         }
     }
 
+    /// Look a link up by index.
+    pub fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
+        let req = self.handle.link().get().match_index(index).execute();
+        match self.block(async {
+            futures::pin_mut!(req);
+            req.try_next().await
+        }) {
+            Ok(Some(msg)) => Ok(Some(link_from_message(&msg))),
+            Ok(None) => Ok(None),
+            Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+            Err(e) => Err(nl_err(format!("look up link {index}"), e)),
+        }
+    }
+
     /// Every link in this namespace.
     pub fn links(&self) -> Result<Vec<Link>> {
         let req = self.handle.link().get().execute();
@@ -137,7 +199,10 @@ impl Netlink {
         // as containers come and go.
         let h = crate::network::stable_hash(format!("bridge/{name}").as_bytes()).to_be_bytes();
         let mac = vec![0x02, h[0], h[1], h[2], h[3], h[4]];
-        let b = LinkBridge::new(name).up().mtu(mtu.unwrap_or(1500)).address(mac);
+        let b = LinkBridge::new(name)
+            .up()
+            .mtu(mtu.unwrap_or(1500))
+            .address(mac);
         match self.block(self.handle.link().add(b.build()).execute()) {
             Ok(()) => {}
             Err(e) if is_errno(&e, libc::EEXIST) => {}
@@ -183,6 +248,102 @@ impl Netlink {
         Ok(index)
     }
 
+    /// Create a macvlan sub-interface per `spec`, down (the caller
+    /// addresses it and sets it up from inside its namespace: the kernel
+    /// checks the MAC against the parent's other macvlans only then, and
+    /// answers EADDRINUSE if one has it). Errors keep the kernel's errno:
+    /// EBUSY (the parent is enslaved to a bridge or bond, or an ipvlan
+    /// parent), EINVAL (not an Ethernet parent, MTU above the parent's, or
+    /// a passthru conflict), EEXIST (the name is taken there). A kernel
+    /// without macvlan gets a message that says so.
+    pub fn create_macvlan(&self, spec: &MacvlanSpec<'_>) -> Result<()> {
+        let mode = match spec.mode {
+            MacvlanMode::Bridge => MacVlanMode::Bridge,
+            MacvlanMode::Private => MacVlanMode::Private,
+            MacvlanMode::Vepa => MacVlanMode::Vepa,
+            MacvlanMode::Passthru => MacVlanMode::Passthrough,
+        };
+        let mut b = LinkMacVlan::new(spec.name, spec.parent, mode);
+        if let Some(mac) = spec.mac {
+            b = b.address(mac.to_vec());
+        }
+        if let Some(mtu) = spec.mtu {
+            b = b.mtu(mtu);
+        }
+        if let Some(ns) = spec.netns {
+            b = b.setns_by_fd(ns.as_fd().as_raw_fd());
+        }
+        self.add_link(
+            b.build(),
+            "macvlan",
+            "CONFIG_MACVLAN",
+            "use a bridge network, or load the macvlan module",
+            || format!("create macvlan {} on link {}", spec.name, spec.parent),
+        )
+    }
+
+    /// Create an ipvlan sub-interface per `spec`, down. Errors as for
+    /// [`create_macvlan`](Self::create_macvlan) (EBUSY: the parent is
+    /// enslaved, or already a macvlan parent); a kernel without ipvlan gets
+    /// "this kernel has no ipvlan support (CONFIG_IPVLAN) — ...".
+    pub fn create_ipvlan(&self, spec: &IpvlanSpec<'_>) -> Result<()> {
+        let mode = match spec.mode {
+            IpvlanMode::L2 => IpVlanMode::L2,
+            IpvlanMode::L3 => IpVlanMode::L3,
+            IpvlanMode::L3s => IpVlanMode::L3S,
+        };
+        let mut b = LinkIpVlan::new(spec.name, spec.parent, mode);
+        if let Some(mtu) = spec.mtu {
+            b = b.mtu(mtu);
+        }
+        if let Some(ns) = spec.netns {
+            b = b.setns_by_fd(ns.as_fd().as_raw_fd());
+        }
+        self.add_link(
+            b.build(),
+            "ipvlan",
+            "CONFIG_IPVLAN",
+            "use macvlan or bridge, or load the ipvlan module",
+            || format!("create ipvlan {} on link {}", spec.name, spec.parent),
+        )
+    }
+
+    /// Create the 802.1Q sub-interface `name` for VLAN `id` on `parent`,
+    /// up; returns its index. A kernel without 802.1Q gets "this kernel
+    /// has no 802.1Q VLAN support (CONFIG_VLAN_8021Q) — ...".
+    pub fn create_vlan(&self, name: &str, parent: u32, id: u16) -> Result<u32> {
+        let msg = LinkVlan::new(name, parent, id).up().build();
+        self.add_link(
+            msg,
+            "802.1Q VLAN",
+            "CONFIG_VLAN_8021Q",
+            "load the 8021q module, or give an existing interface as --parent",
+            || format!("create VLAN {id} interface {name} on link {parent}"),
+        )?;
+        self.link(name)?.map(|l| l.index).ok_or_else(|| {
+            Error::NotFound(format!("VLAN interface {name} vanished after creation"))
+        })
+    }
+
+    /// One RTM_NEWLINK; "Unknown device type" becomes a message naming
+    /// the missing kernel support.
+    fn add_link(
+        &self,
+        msg: LinkMessage,
+        what: &str,
+        config: &str,
+        instead: &str,
+        op: impl FnOnce() -> String,
+    ) -> Result<()> {
+        match self.block(self.handle.link().add(msg).execute()) {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc::EOPNOTSUPP) => Err(Error::Invalid(format!(
+                "this kernel has no {what} support ({config}) — {instead}"
+            ))),
+            Err(e) => Err(nl_err(op(), e)),
+        }
+    }
+
     /// Let a bridge port send frames back where they came from (a
     /// container reaching its own published port through the host).
     pub fn set_bridge_port_hairpin(&self, index: u32) -> Result<()> {
@@ -205,9 +366,9 @@ impl Netlink {
     pub fn disable_ipv6_link_local(&self, index: u32) -> Result<()> {
         use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode};
         let msg = LinkUnspec::new_with_index(index)
-            .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
-                AfSpecInet6::AddrGenMode(In6AddrGenMode::None),
-            ])]))
+            .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+            )]))
             .build();
         match self.block(self.handle.link().set(msg).execute()) {
             Ok(()) => Ok(()),
@@ -287,6 +448,29 @@ impl Netlink {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
             Err(e) => Err(nl_err(format!("add default route via {gateway}"), e)),
+        }
+    }
+
+    /// Add a default route straight out of link `index`, without a
+    /// gateway (`default dev eth0`): what an ipvlan l3/l3s container needs,
+    /// as its parent routes for it.
+    pub fn add_default_dev_route(&self, index: u32, v6: bool) -> Result<()> {
+        use netlink_packet_route::route::RouteScope;
+        let msg = if v6 {
+            RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .output_interface(index)
+                .scope(RouteScope::Link)
+                .build()
+        } else {
+            RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .output_interface(index)
+                .scope(RouteScope::Link)
+                .build()
+        };
+        match self.block(self.handle.route().add(msg).execute()) {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
+            Err(e) => Err(nl_err(format!("add default route out of link {index}"), e)),
         }
     }
 
@@ -371,12 +555,15 @@ fn link_from_message(msg: &LinkMessage) -> Link {
         mac: None,
         up: msg.header.flags.contains(LinkFlags::Up),
         master: None,
+        parent: None,
+        ether: msg.header.link_layer_type == LinkLayerType::Ether,
     };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => link.name = n.clone(),
             LinkAttribute::Mtu(m) => link.mtu = *m,
             LinkAttribute::Controller(m) => link.master = Some(*m),
+            LinkAttribute::Link(p) => link.parent = Some(*p),
             LinkAttribute::Address(a) if a.len() == 6 => {
                 let mut mac = [0u8; 6];
                 mac.copy_from_slice(a);

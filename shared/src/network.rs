@@ -72,6 +72,139 @@ impl std::fmt::Display for Driver {
     }
 }
 
+/// How a macvlan network's sub-interfaces share their parent (docker's
+/// `-o macvlan_mode`): `bridge` (default) lets them reach each other
+/// directly, `private` isolates them from each other, `vepa` sends
+/// everything to the external switch (they reach each other only if it
+/// hairpins), `passthru` gives the parent itself to one container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacvlanMode {
+    Bridge,
+    Private,
+    Vepa,
+    Passthru,
+}
+
+impl MacvlanMode {
+    pub const NAMES: &'static str = "bridge, private, vepa or passthru";
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MacvlanMode::Bridge => "bridge",
+            MacvlanMode::Private => "private",
+            MacvlanMode::Vepa => "vepa",
+            MacvlanMode::Passthru => "passthru",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MacvlanMode> {
+        match s {
+            "bridge" => Some(MacvlanMode::Bridge),
+            "private" => Some(MacvlanMode::Private),
+            "vepa" => Some(MacvlanMode::Vepa),
+            "passthru" => Some(MacvlanMode::Passthru),
+            _ => None,
+        }
+    }
+}
+
+/// How an ipvlan network's sub-interfaces work (docker's `-o
+/// ipvlan_mode`): `l2` (default) switches frames on the parent's segment
+/// (the gateway is a router on that segment); `l3` and `l3s` route: no
+/// ARP or broadcast leaves the container, other machines reach its subnet
+/// through a route via the host (`l3s` also passes the host's netfilter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpvlanMode {
+    L2,
+    L3,
+    L3s,
+}
+
+impl IpvlanMode {
+    pub const NAMES: &'static str = "l2, l3 or l3s";
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IpvlanMode::L2 => "l2",
+            IpvlanMode::L3 => "l3",
+            IpvlanMode::L3s => "l3s",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<IpvlanMode> {
+        match s {
+            "l2" => Some(IpvlanMode::L2),
+            "l3" => Some(IpvlanMode::L3),
+            "l3s" => Some(IpvlanMode::L3s),
+            _ => None,
+        }
+    }
+
+    /// Routed modes: containers get a default route through the device
+    /// itself, not via a gateway.
+    pub fn routed(&self) -> bool {
+        !matches!(self, IpvlanMode::L2)
+    }
+}
+
+/// The canonical mode of a `driver` network: the given one, validated, or
+/// the driver's default; None for drivers without modes (refusing a mode
+/// given to them).
+pub fn canonical_mode(driver: Driver, mode: Option<&str>) -> Result<Option<String>> {
+    let bad = |names: &str| {
+        Error::invalid(format!(
+            "--mode {:?} is not a {driver} mode: use {names}",
+            mode.unwrap_or_default()
+        ))
+    };
+    match driver {
+        Driver::Macvlan => match mode {
+            None => Ok(Some(MacvlanMode::Bridge.as_str().into())),
+            Some(m) => MacvlanMode::parse(m)
+                .map(|m| Some(m.as_str().into()))
+                .ok_or_else(|| bad(MacvlanMode::NAMES)),
+        },
+        Driver::Ipvlan => match mode {
+            None => Ok(Some(IpvlanMode::L2.as_str().into())),
+            Some(m) => IpvlanMode::parse(m)
+                .map(|m| Some(m.as_str().into()))
+                .ok_or_else(|| bad(IpvlanMode::NAMES)),
+        },
+        _ => match mode {
+            None => Ok(None),
+            Some(m) => Err(Error::invalid(format!(
+                "--mode {m} is for macvlan and ipvlan networks, not {driver}"
+            ))),
+        },
+    }
+}
+
+/// An 802.1Q parent written `BASE.ID` (`eth0.100`): the base interface
+/// and the VLAN id, if the name has that form (a numeric suffix after the
+/// last dot). The id is not range-checked here (see [`check_parent`]).
+pub fn vlan_parent(name: &str) -> Option<(&str, u32)> {
+    let (base, id) = name.rsplit_once('.')?;
+    if base.is_empty() || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((base, id.parse().ok()?))
+}
+
+/// Validate a `--parent`: an interface name, and in the `BASE.ID` form a
+/// VLAN id from 1 to 4094.
+pub fn check_parent(name: &str) -> Result<()> {
+    crate::annotations::validate_ifname(name)
+        .map_err(|e| Error::invalid(format!("--parent: {e}")))?;
+    if let Some((_, id)) = vlan_parent(name) {
+        if !(1..=4094).contains(&id) {
+            return Err(Error::invalid(format!(
+                "--parent {name} names VLAN {id}, which 802.1Q does not allow: use a VLAN id from 1 to 4094"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One subnet of a network, with its gateway and the part of it addresses
 /// are allocated from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +276,30 @@ impl NetworkDef {
 
     pub fn subnet_cidrs(&self) -> Vec<IpNetwork> {
         self.subnets.iter().map(|s| s.subnet).collect()
+    }
+
+    /// The macvlan mode of a macvlan network (bridge when unset).
+    pub fn macvlan_mode(&self) -> Result<MacvlanMode> {
+        let m = self.mode.as_deref().unwrap_or("bridge");
+        MacvlanMode::parse(m).ok_or_else(|| {
+            Error::invalid(format!(
+                "network {} has macvlan mode {m:?}, which is not one: recreate it with --mode {}",
+                self.name,
+                MacvlanMode::NAMES
+            ))
+        })
+    }
+
+    /// The ipvlan mode of an ipvlan network (l2 when unset).
+    pub fn ipvlan_mode(&self) -> Result<IpvlanMode> {
+        let m = self.mode.as_deref().unwrap_or("l2");
+        IpvlanMode::parse(m).ok_or_else(|| {
+            Error::invalid(format!(
+                "network {} has ipvlan mode {m:?}, which is not one: recreate it with --mode {}",
+                self.name,
+                IpvlanMode::NAMES
+            ))
+        })
     }
 }
 
@@ -534,12 +691,48 @@ pub fn build_definition(
             )));
         }
     }
+    let mode = canonical_mode(driver, opts.mode.as_deref())?;
     match driver {
         Driver::Macvlan | Driver::Ipvlan => {
-            if opts.parent.is_none() {
+            let Some(parent) = &opts.parent else {
                 return Err(Error::invalid(format!(
-                    "a {driver} network needs --parent IFACE"
+                    "a {driver} network needs --parent IFACE (the host interface on the segment its containers join)"
                 )));
+            };
+            check_parent(parent)?;
+            if opts.bridge.is_some() {
+                return Err(Error::invalid(format!(
+                    "--bridge is for bridge networks, not {driver}: a {driver} network hangs on --parent"
+                )));
+            }
+            if opts.ipv6 && !subnets.iter().any(|s| s.is_v6()) {
+                return Err(Error::invalid(format!(
+                    "--ipv6 on a {driver} network needs an IPv6 --subnet: give the prefix of the segment {parent} is on"
+                )));
+            }
+            // What the kernel would refuse once both have containers.
+            let passthru =
+                |d: Driver, m: Option<&str>| d == Driver::Macvlan && m == Some("passthru");
+            for other in existing
+                .iter()
+                .filter(|o| o.parent.as_deref() == Some(parent.as_str()))
+            {
+                if matches!(other.driver, Driver::Macvlan | Driver::Ipvlan)
+                    && other.driver != driver
+                {
+                    return Err(Error::Conflict(format!(
+                        "parent {parent} already carries {} network {}, and one parent carries macvlan or ipvlan interfaces, not both: use another parent or --driver {}",
+                        other.driver, other.name, other.driver
+                    )));
+                }
+                if passthru(driver, mode.as_deref())
+                    || passthru(other.driver, other.mode.as_deref())
+                {
+                    return Err(Error::Conflict(format!(
+                        "parent {parent} already carries network {}, and a passthru macvlan network needs its parent to itself: use another parent, or --mode bridge for both",
+                        other.name
+                    )));
+                }
             }
         }
         _ => {
@@ -564,7 +757,7 @@ pub fn build_definition(
         mtu: opts.mtu,
         reserved: opts.aux_addresses.clone(),
         parent: opts.parent.clone(),
-        mode: opts.mode.clone(),
+        mode,
         vni: opts.vni,
         labels: opts.labels.clone(),
         builtin: false,
@@ -648,6 +841,105 @@ mod tests {
         let n = bridge_name_for("a-very-long-network-name");
         assert!(n.len() <= 15 && n.starts_with("wh-"), "{n}");
         assert_eq!(bridge_name_for("short"), "wh-short");
+    }
+
+    #[test]
+    fn macvlan_and_ipvlan_definitions() {
+        let mut o = opts("lan");
+        o.driver = Some(Driver::Macvlan);
+        let err = build_definition(&o, &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("needs --subnet"), "{err}");
+        o.subnets = vec!["192.168.5.0/24".parse().unwrap()];
+        let err = build_definition(&o, &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("needs --parent"), "{err}");
+        o.parent = Some("eth0".into());
+        let d = build_definition(&o, &[], &[]).unwrap();
+        assert_eq!(d.mode.as_deref(), Some("bridge"), "default mode is stored");
+        assert_eq!(d.macvlan_mode().unwrap(), MacvlanMode::Bridge);
+        assert!(d.bridge.is_none());
+        o.mode = Some("l3".into());
+        let err = build_definition(&o, &[], &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("not a macvlan mode: use bridge, private, vepa or passthru"),
+            "{err}"
+        );
+        o.mode = Some("passthru".into());
+        assert_eq!(
+            build_definition(&o, &[], &[])
+                .unwrap()
+                .macvlan_mode()
+                .unwrap(),
+            MacvlanMode::Passthru
+        );
+        o.driver = Some(Driver::Ipvlan);
+        let err = build_definition(&o, &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("use l2, l3 or l3s"), "{err}");
+        o.mode = None;
+        let d = build_definition(&o, &[], &[]).unwrap();
+        assert_eq!(d.ipvlan_mode().unwrap(), IpvlanMode::L2);
+        o.mode = Some("l3s".into());
+        assert!(build_definition(&o, &[], &[])
+            .unwrap()
+            .ipvlan_mode()
+            .unwrap()
+            .routed());
+        o.parent = Some("eth0.4095".into());
+        let err = build_definition(&o, &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("1 to 4094"), "{err}");
+        o.parent = Some("eth0.100".into());
+        assert!(build_definition(&o, &[], &[]).is_ok());
+        o.ipv6 = true;
+        let err = build_definition(&o, &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("needs an IPv6 --subnet"), "{err}");
+        let mut b = opts("br");
+        b.mode = Some("bridge".into());
+        let err = build_definition(&b, &[], &[]).unwrap_err().to_string();
+        assert!(err.contains("for macvlan and ipvlan networks"), "{err}");
+    }
+
+    #[test]
+    fn parents_shared_only_where_the_kernel_allows() {
+        let mut m = opts("m");
+        m.driver = Some(Driver::Macvlan);
+        m.parent = Some("eth0".into());
+        m.subnets = vec!["10.1.0.0/24".parse().unwrap()];
+        let m = build_definition(&m, &[], &[]).unwrap();
+        let mut o = opts("o");
+        o.driver = Some(Driver::Macvlan);
+        o.parent = Some("eth0".into());
+        o.subnets = vec!["10.2.0.0/24".parse().unwrap()];
+        assert!(
+            build_definition(&o, std::slice::from_ref(&m), &[]).is_ok(),
+            "two macvlan networks"
+        );
+        o.mode = Some("passthru".into());
+        let err = build_definition(&o, std::slice::from_ref(&m), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("passthru macvlan network needs its parent to itself"),
+            "{err}"
+        );
+        o.mode = None;
+        o.driver = Some(Driver::Ipvlan);
+        let err = build_definition(&o, std::slice::from_ref(&m), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not both"), "{err}");
+        o.parent = Some("eth1".into());
+        assert!(build_definition(&o, &[m], &[]).is_ok(), "another parent");
+    }
+
+    #[test]
+    fn vlan_parents() {
+        assert_eq!(vlan_parent("eth0.100"), Some(("eth0", 100)));
+        assert_eq!(vlan_parent("bond0.2.7"), Some(("bond0.2", 7)));
+        assert_eq!(vlan_parent("eth0"), None);
+        assert_eq!(vlan_parent("br.lan"), None);
+        assert_eq!(vlan_parent(".5"), None);
+        assert!(check_parent("eth0.0").is_err());
+        assert!(check_parent("a/b").is_err());
+        assert!(check_parent("enp3s0f1.4094").is_ok());
     }
 
     #[test]

@@ -9,11 +9,13 @@ use ipnetwork::IpNetwork;
 use serde_json::json;
 use wirehook_shared::fsutil;
 use wirehook_shared::netlink::Netlink;
-use wirehook_shared::network::{CreateOptions, Driver, NetworkDef, Networks, DEFAULT_NETWORK};
+use wirehook_shared::network::{
+    build_definition, CreateOptions, Driver, NetworkDef, Networks, DEFAULT_NETWORK,
+};
 use wirehook_shared::paths::Paths;
 use wirehook_shared::store::{ContainerRecord, Records};
 
-use crate::drivers::bridge;
+use crate::drivers::{bridge, parent};
 use crate::log;
 use crate::resolve::host_routes;
 
@@ -21,7 +23,7 @@ use crate::resolve::host_routes;
 pub enum NetworkCmd {
     /// Define a network
     #[command(
-        after_help = "Examples:\n  wirehook network create web\n  wirehook network create --subnet 10.20.0.0/24 --gateway 10.20.0.254 --ip-range 10.20.0.128/25 web\n  wirehook network create --internal --ipv6 backend"
+        after_help = "Examples:\n  wirehook network create web\n  wirehook network create --subnet 10.20.0.0/24 --gateway 10.20.0.254 --ip-range 10.20.0.128/25 web\n  wirehook network create --internal --ipv6 backend\n  wirehook network create --driver macvlan --parent eth0 --subnet 192.168.1.0/24 --gateway 192.168.1.1 --ip-range 192.168.1.192/27 lan\n  wirehook network create --driver macvlan --parent eth0.100 --subnet 10.100.0.0/24 vlan100   (makes eth0.100 if missing)\n  wirehook network create --driver ipvlan --mode l3 --parent eth0 --subnet 10.77.0.0/24 routed\n\nmacvlan and ipvlan: --parent must exist in the host's network namespace (an 802.1Q name BASE.ID is made when BASE exists, and removed with the last network on it); --subnet is the subnet of the parent's segment and --gateway its router. Containers on them publish no ports and cannot reach the host through the parent."
     )]
     Create(Box<CreateArgs>),
     /// List networks
@@ -64,10 +66,10 @@ pub struct CreateArgs {
     /// Address the allocator must never hand out ([NAME=]IP); repeatable
     #[arg(long, value_name = "[NAME=]IP")]
     aux_address: Vec<String>,
-    /// No outside access: no masquerade, no default route in containers
+    /// No outside access: no default route in containers (bridge: no masquerade; macvlan/ipvlan: the parent's segment only)
     #[arg(long)]
     internal: bool,
-    /// MTU of the bridge and the container interfaces
+    /// MTU of the bridge and the container interfaces (macvlan/ipvlan: at most the parent's; default the parent's)
     #[arg(long)]
     mtu: Option<u32>,
     /// Add an IPv6 subnet (a unique-local /64 unless --subnet gives one)
@@ -76,10 +78,10 @@ pub struct CreateArgs {
     /// Name of the Linux bridge device (default: wh-NAME)
     #[arg(long, value_name = "IFNAME")]
     bridge: Option<String>,
-    /// Parent interface (macvlan, ipvlan)
+    /// Parent interface of macvlan/ipvlan networks; BASE.ID (eth0.100) makes that 802.1Q interface when missing
     #[arg(long, value_name = "IFACE")]
     parent: Option<String>,
-    /// Driver mode (macvlan: bridge|private|vepa|passthru; ipvlan: l2|l3|l3s)
+    /// Driver mode: macvlan bridge (default), private, vepa, passthru; ipvlan l2 (default), l3, l3s
     #[arg(long)]
     mode: Option<String>,
     /// VXLAN network id (overlay)
@@ -133,8 +135,8 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
     let driver = Driver::parse(&a.driver)?;
-    if driver != Driver::Bridge {
-        bail!("--driver {driver}: this version of wirehook wires bridge networks only (macvlan, ipvlan and overlay are coming); use --driver bridge");
+    if driver == Driver::Overlay {
+        bail!("--driver {driver}: this version of wirehook wires bridge, macvlan and ipvlan networks only (overlay is coming); use one of those");
     }
     let opts = CreateOptions {
         name: a.name.clone(),
@@ -155,8 +157,57 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
     let routes = Netlink::new()
         .map(|nl| host_routes(&nl))
         .unwrap_or_default();
-    let def = Networks::new(paths).create(&opts, &routes)?;
-    log::info(format!("created network {} ({})", def.name, summary(&def)));
+    let store = Networks::new(paths);
+    if !matches!(driver, Driver::Macvlan | Driver::Ipvlan) {
+        let def = store.create(&opts, &routes)?;
+        log::info(format!("created network {} ({})", def.name, summary(&def)));
+        println!("{}", def.name);
+        return Ok(());
+    }
+    // macvlan/ipvlan: validate first, then make sure the kernel and the
+    // parent can carry the network (making an 802.1Q parent now, as
+    // docker does), then store it.
+    let draft = build_definition(&opts, &store.list()?, &routes)?;
+    if store.get(&draft.name)?.is_some() {
+        bail!(
+            "network {} already exists: pick another name or remove it first (wirehook network rm {})",
+            draft.name,
+            draft.name
+        );
+    }
+    if driver == Driver::Ipvlan {
+        if let Some(Err(msg)) = parent::kernel_supports("ipvlan") {
+            bail!("{msg}");
+        }
+    }
+    let nl = Netlink::new()?;
+    let (link, made) = parent::ensure_parent(paths, &nl, &draft, true)?;
+    if !link.up {
+        let msg = format!(
+            "parent {} is down: containers on network {} cannot start until it is up (`ip link set {} up`)",
+            link.name, draft.name, link.name
+        );
+        log::warn(&msg);
+        eprintln!("wirehook: warning: {msg}");
+    }
+    let def = match store.create(&opts, &routes) {
+        Ok(def) => def,
+        Err(e) => {
+            if made {
+                parent::forget_made_parent(paths, &nl, &link.name);
+            }
+            return Err(e.into());
+        }
+    };
+    log::info(format!(
+        "created network {} ({} {} on {}{}; {})",
+        def.name,
+        def.driver,
+        def.mode.as_deref().unwrap_or("-"),
+        link.name,
+        if made { ", made by wirehook" } else { "" },
+        summary(&def)
+    ));
     println!("{}", def.name);
     Ok(())
 }
@@ -253,10 +304,16 @@ fn inspect_json(paths: &Paths, d: &NetworkDef, records: &[ContainerRecord]) -> s
         })
         .collect();
     v["containers"] = json!(containers);
-    v["realized"] = json!(paths
-        .realized_dir()
-        .join(format!("{}.json", d.name))
-        .exists());
+    v["realized"] = match d.driver {
+        // Their host side is the parent: present and up?
+        Driver::Macvlan | Driver::Ipvlan => {
+            json!(Netlink::new().is_ok_and(|nl| parent::parent_state(&nl, d).is_ok()))
+        }
+        _ => json!(paths
+            .realized_dir()
+            .join(format!("{}.json", d.name))
+            .exists()),
+    };
     v
 }
 
@@ -301,9 +358,21 @@ fn rm(paths: &Paths, name: &str) -> Result<()> {
                 .join(", ")
         );
     }
-    if def.driver == Driver::Bridge {
-        let nl = Netlink::new()?;
-        bridge::unrealize(paths, &nl, &def)?;
+    match def.driver {
+        Driver::Bridge => {
+            let nl = Netlink::new()?;
+            bridge::unrealize(paths, &nl, &def)?;
+        }
+        Driver::Macvlan | Driver::Ipvlan => {
+            // An 802.1Q parent wirehook made goes with its last network.
+            let nl = Netlink::new()?;
+            if let Some(vlan) = parent::release_parent(paths, &nl, &def, &store.list()?)? {
+                log::info(format!(
+                    "network {name}: removed 802.1Q interface {vlan}, which wirehook made for it"
+                ));
+            }
+        }
+        Driver::Overlay => {}
     }
     let leases = paths.leases_dir(name);
     if leases.exists() {

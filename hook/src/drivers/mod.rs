@@ -4,8 +4,10 @@
 //! container (recording every change in the [`Undo`] journal first),
 //! `teardown` removes it again from the record alone, and `check` compares
 //! the record with what the kernel shows. `host`, `none` and
-//! `container:<x>` attach no network; `bridge` (and, later, macvlan,
-//! ipvlan, overlay) attach one network as one interface each.
+//! `container:<x>` attach no network; `bridge`, `macvlan` and `ipvlan`
+//! (and, later, overlay) attach one network as one interface each.
+//! macvlan and ipvlan share their parent handling and per-container work
+//! in `parent`.
 
 use wirehook_shared::annotations::Request;
 use wirehook_shared::error::Result;
@@ -21,7 +23,10 @@ use crate::undo::Undo;
 pub mod bridge;
 pub mod container;
 pub mod host;
+pub mod ipvlan;
+pub mod macvlan;
 pub mod none;
+pub mod parent;
 
 /// What setup works with: the container, its namespace, and sockets in
 /// the host's and the container's namespace.
@@ -141,7 +146,9 @@ pub fn for_mode(mode: Mode) -> &'static dyn Driver {
         Mode::Host => &host::Host,
         Mode::None => &none::None,
         Mode::Container => &container::Shared,
-        Mode::Bridge | Mode::Macvlan | Mode::Ipvlan | Mode::Overlay => &bridge::Bridge,
+        Mode::Macvlan => &macvlan::Macvlan,
+        Mode::Ipvlan => &ipvlan::Ipvlan,
+        Mode::Bridge | Mode::Overlay => &bridge::Bridge,
     }
 }
 
@@ -149,6 +156,8 @@ pub fn for_mode(mode: Mode) -> &'static dyn Driver {
 pub fn for_network(driver: NetDriver) -> Result<&'static dyn Driver> {
     match driver {
         NetDriver::Bridge => Ok(&bridge::Bridge),
+        NetDriver::Macvlan => Ok(&macvlan::Macvlan),
+        NetDriver::Ipvlan => Ok(&ipvlan::Ipvlan),
         other => Err(wirehook_shared::Error::invalid(format!(
             "the {other} driver is not available in this build of wirehook yet: use a bridge network"
         ))),
