@@ -160,7 +160,11 @@ pub fn assert_clean(host: &TestHost) {
             .map(str::to_string)
             .collect()
     };
-    assert!(eventually(5, || mounts().is_empty()), "bind mounts left: {:?}", mounts());
+    assert!(
+        eventually(5, || mounts().is_empty()),
+        "bind mounts left: {:?}",
+        mounts()
+    );
     for m in ["pub4_any", "pub4_ip", "pub6_any", "pub6_ip"] {
         let el = nft_elements(host, m);
         assert!(el.is_empty(), "elements left in {m}: {el:?}");
