@@ -33,7 +33,10 @@ use crate::log;
 pub enum Deferred {
     /// Published-port map elements of these ports to these addresses
     /// (first: the ports close before anything else).
-    Ports { ports: Vec<PortMapping>, addresses: Vec<IpNetwork> },
+    Ports {
+        ports: Vec<PortMapping>,
+        addresses: Vec<IpNetwork>,
+    },
     /// Conntrack entries of these addresses.
     Conntrack(Vec<IpAddr>),
     /// A host-side link whose namespace outlives the container.
@@ -41,7 +44,11 @@ pub enum Deferred {
     /// The namespace bind mount, if it still holds the container's
     /// namespace (a restarted container with the same id may have its own
     /// there by now). Unmounting waits for an RCU grace period.
-    Unmount { id: String, path: std::path::PathBuf, inode: u64 },
+    Unmount {
+        id: String,
+        path: std::path::PathBuf,
+        inode: u64,
+    },
     /// An address lease (released last).
     Lease { network: String, address: IpAddr },
 }
@@ -87,11 +94,19 @@ pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> 
 
 /// Lock serialising a container id's namespace bind mount between a new
 /// setup and an old teardown's finisher.
-pub fn mount_lock(paths: &Paths, id: &str) -> wirehook_shared::Result<wirehook_shared::fsutil::Lock> {
+pub fn mount_lock(
+    paths: &Paths,
+    id: &str,
+) -> wirehook_shared::Result<wirehook_shared::fsutil::Lock> {
     wirehook_shared::fsutil::Lock::exclusive(&paths.locks_dir().join(format!("ctr-{id}.lock")))
 }
 
-fn unmount_if_same(paths: &Paths, id: &str, path: &std::path::Path, inode: u64) -> wirehook_shared::Result<()> {
+fn unmount_if_same(
+    paths: &Paths,
+    id: &str,
+    path: &std::path::Path,
+    inode: u64,
+) -> wirehook_shared::Result<()> {
     let _lock = mount_lock(paths, id)?;
     if wirehook_shared::netns::inode_of_path(path) == Some(inode) {
         wirehook_shared::netns::unmount(path)?;
@@ -111,12 +126,17 @@ pub struct Marker {
 }
 
 fn marker_path(paths: &Paths, owner: &str) -> PathBuf {
-    paths.run_dir.join("finishing").join(format!("{owner}.json"))
+    paths
+        .run_dir
+        .join("finishing")
+        .join(format!("{owner}.json"))
 }
 
 /// Markers of finishers, each with whether its finisher still runs.
 pub fn markers(paths: &Paths) -> Vec<(Marker, bool)> {
-    let Ok(rd) = std::fs::read_dir(paths.run_dir.join("finishing")) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(paths.run_dir.join("finishing")) else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter_map(|e| {
             let m: Marker = fsutil::read_json(&e.path()).ok()??;
@@ -140,10 +160,19 @@ pub fn detach(paths: &Paths, owner: &str, links: Vec<String>, items: Vec<Deferre
     // The marker is written and locked before the fork, so there is no
     // moment in which gc could take the items for leftovers.
     let marker = marker_path(paths, owner);
-    let lock = fsutil::write_json(&marker, &Marker { owner: owner.to_string(), links, items: items.clone() })
-        .and_then(|()| Lock::exclusive(&marker));
+    let lock = fsutil::write_json(
+        &marker,
+        &Marker {
+            owner: owner.to_string(),
+            links,
+            items: items.clone(),
+        },
+    )
+    .and_then(|()| Lock::exclusive(&marker));
     if let Err(e) = &lock {
-        log::warn(format!("cannot write the finisher's marker ({e}); gc may race it"));
+        log::warn(format!(
+            "cannot write the finisher's marker ({e}); gc may race it"
+        ));
     }
     use nix::unistd::{fork, setsid, ForkResult};
     // The finisher outlives us: it holds the nf_tables socket until we are
@@ -165,7 +194,11 @@ pub fn detach(paths: &Paths, owner: &str, links: Vec<String>, items: Vec<Deferre
         Ok(ForkResult::Child) => {
             let _ = setsid();
             // Let the runtime's pipes reach EOF: it waits for them.
-            if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
                 use std::os::fd::AsRawFd;
                 for fd in 0..3 {
                     // SAFETY: dup2 onto the standard descriptors.
@@ -174,7 +207,10 @@ pub fn detach(paths: &Paths, owner: &str, links: Vec<String>, items: Vec<Deferre
             }
             // Tests stretch the finisher's life to check that gc leaves a
             // running one alone.
-            if let Some(ms) = std::env::var("WIREHOOK_FINISH_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+            if let Some(ms) = std::env::var("WIREHOOK_FINISH_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
             }
             run(paths, owner, items);
@@ -189,10 +225,15 @@ pub fn detach(paths: &Paths, owner: &str, links: Vec<String>, items: Vec<Deferre
             unsafe { libc::_exit(0) };
         }
         Err(e) => {
-            log::warn(format!("cannot fork the teardown finisher ({e}): finishing inline"));
+            log::warn(format!(
+                "cannot fork the teardown finisher ({e}): finishing inline"
+            ));
             // Tests stretch the finisher's life to check that gc leaves a
             // running one alone.
-            if let Some(ms) = std::env::var("WIREHOOK_FINISH_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+            if let Some(ms) = std::env::var("WIREHOOK_FINISH_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
             }
             run(paths, owner, items);

@@ -135,7 +135,10 @@ impl Lock {
         // SAFETY: flock on a descriptor we own.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc == 0 {
-            Ok(Some(Lock { _file: file, path: path.to_path_buf() }))
+            Ok(Some(Lock {
+                _file: file,
+                path: path.to_path_buf(),
+            }))
         } else {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::EWOULDBLOCK) {

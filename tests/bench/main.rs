@@ -856,7 +856,11 @@ fn verify_unwired(kind: Kind, c: &Ctr) -> Res<()> {
             .map_err(|e| format!("read /proc/{}/net/dev: {e}", c.pid))?;
         Ok(dev.lines().any(|l| l.trim_start().starts_with("eth0:")))
     };
-    let patience = if matches!(kind, Kind::Wirehook) { 300 } else { 0 };
+    let patience = if matches!(kind, Kind::Wirehook) {
+        300
+    } else {
+        0
+    };
     let mut still = has_eth0()?;
     for _ in 0..patience {
         if !still {

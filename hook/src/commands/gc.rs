@@ -119,9 +119,16 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
         }
     }
     // Per-container lock files of containers that are gone.
-    for l in std::fs::read_dir(paths.locks_dir()).into_iter().flatten().flatten() {
+    for l in std::fs::read_dir(paths.locks_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = l.file_name().to_string_lossy().to_string();
-        if let Some(id) = name.strip_prefix("ctr-").and_then(|n| n.strip_suffix(".lock")) {
+        if let Some(id) = name
+            .strip_prefix("ctr-")
+            .and_then(|n| n.strip_suffix(".lock"))
+        {
             if records.get(id).ok().flatten().is_none() && !dry_run {
                 let _ = std::fs::remove_file(l.path());
             }

@@ -364,7 +364,11 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord, finish: Finish) -> 
     match finish {
         Finish::Inline => problems.extend(crate::finish::run(paths, &rec.id, deferred)),
         Finish::Detached => {
-            let links = rec.interfaces.iter().filter_map(|i| i.host_ifname.clone()).collect();
+            let links = rec
+                .interfaces
+                .iter()
+                .filter_map(|i| i.host_ifname.clone())
+                .collect();
             crate::finish::detach(paths, &rec.id, links, deferred)
         }
     }

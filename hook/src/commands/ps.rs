@@ -60,7 +60,11 @@ pub fn run(paths: &Paths, json: bool) -> Result<()> {
             let network = match (&r.shares_with, r.interfaces.is_empty()) {
                 (Some(o), _) => format!(
                     "container:{}",
-                    records.iter().find(|x| &x.id == o).map(|x| x.name.as_str()).unwrap_or_else(|| short_id(o))
+                    records
+                        .iter()
+                        .find(|x| &x.id == o)
+                        .map(|x| x.name.as_str())
+                        .unwrap_or_else(|| short_id(o))
                 ),
                 (None, true) => r.mode.to_string(),
                 (None, false) => join(&|i| i.network.clone()),

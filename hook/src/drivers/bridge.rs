@@ -169,12 +169,18 @@ fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Resul
 /// Is `ip` held by a container whose teardown is still finishing (its
 /// lease remains, its record is gone)?
 fn held_by_finishing_teardown(paths: &Paths, ip: IpAddr) -> bool {
-    let Ok(nets) = std::fs::read_dir(paths.run_dir.join("leases")) else { return false };
+    let Ok(nets) = std::fs::read_dir(paths.run_dir.join("leases")) else {
+        return false;
+    };
     nets.flatten().any(|n| {
         std::fs::read_to_string(n.path().join(ip.to_string())).is_ok_and(|holder| {
             let holder = holder.trim();
             !holder.is_empty()
-                && wirehook_shared::store::Records::new(paths).get(holder).ok().flatten().is_none()
+                && wirehook_shared::store::Records::new(paths)
+                    .get(holder)
+                    .ok()
+                    .flatten()
+                    .is_none()
         })
     })
 }
@@ -188,8 +194,9 @@ fn add_ports_when_free(cx: &SetupCx<'_>, rules: &[PortRule]) -> Result<()> {
         match firewall::add_ports(rules) {
             Err(e) => {
                 let finishing = rules.iter().any(|r| {
-                    firewall::published_target(r)
-                        .is_some_and(|(ip, _)| ip != r.container_ip && held_by_finishing_teardown(cx.paths, ip))
+                    firewall::published_target(r).is_some_and(|(ip, _)| {
+                        ip != r.container_ip && held_by_finishing_teardown(cx.paths, ip)
+                    })
                 });
                 if !finishing || std::time::Instant::now() > deadline {
                     return Err(e);
@@ -364,7 +371,10 @@ impl Driver for Bridge {
         let Some(iface) = iface else { return };
         let rules = port_rules(&iface.ports, &iface.addresses);
         if !rules.is_empty() {
-            cx.defer(Deferred::Ports { ports: iface.ports.clone(), addresses: iface.addresses.clone() });
+            cx.defer(Deferred::Ports {
+                ports: iface.ports.clone(),
+                addresses: iface.addresses.clone(),
+            });
         }
         let addrs: Vec<IpAddr> = iface.addresses.iter().map(|a| a.ip()).collect();
         cx.defer(Deferred::Conntrack(addrs.clone()));

@@ -384,7 +384,9 @@ fn existing_target(sock: &mut Socket, el: &Elem<'_>) -> Option<String> {
 /// Where the host port of `rule` is published to right now, if it is.
 pub fn published_target(rule: &PortRule) -> Option<(IpAddr, u16)> {
     let el = encode(rule).ok()?;
-    with_socket(|sock| Ok(existing_target_addr(sock, &el))).ok().flatten()
+    with_socket(|sock| Ok(existing_target_addr(sock, &el)))
+        .ok()
+        .flatten()
 }
 
 fn existing_target_addr(sock: &mut Socket, el: &Elem<'_>) -> Option<(IpAddr, u16)> {
