@@ -53,11 +53,18 @@ fn two_containers_on_the_default_bridge() {
     // IPv4-only network: no IPv6 on eth0, none on the bridge ports either
     // (their link-local chatter would be flooded to every port).
     assert!(addr_of(&a.addrs_json(), "eth0", true).is_none());
-    let a6 = a.exec(&["ip", "-6", "-o", "addr", "show", "dev", "eth0"]).stdout_str();
+    let a6 = a
+        .exec(&["ip", "-6", "-o", "addr", "show", "dev", "eth0"])
+        .stdout_str();
     assert!(a6.trim().is_empty(), "no IPv6 address at all on eth0: {a6}");
     for v in &veths {
-        let h6 = host.exec(&["ip", "-6", "-o", "addr", "show", "dev", v]).stdout_str();
-        assert!(h6.trim().is_empty(), "no IPv6 address on bridge port {v}: {h6}");
+        let h6 = host
+            .exec(&["ip", "-6", "-o", "addr", "show", "dev", v])
+            .stdout_str();
+        assert!(
+            h6.trim().is_empty(),
+            "no IPv6 address on bridge port {v}: {h6}"
+        );
     }
     let links = a.links_json();
     let names: Vec<_> = links
@@ -199,7 +206,9 @@ fn published_port_answers_lan_host_and_other_containers() {
     unwire(&host, web.id());
     // Ports close a moment after poststop returns (teardown's finisher).
     assert!(
-        eventually(3, || up.tcp_request(SocketAddr::new(host_addr, 8080), "gone").is_err()),
+        eventually(3, || up
+            .tcp_request(SocketAddr::new(host_addr, 8080), "gone")
+            .is_err()),
         "port closed after teardown"
     );
     unwire(&host, other.id());
@@ -529,18 +538,35 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
         wire(&host, &c, &ann);
         let _srv = EchoServer::tcp(&c.netns_path(), "0.0.0.0:80".parse().unwrap());
         let r = up.tcp_request(SocketAddr::new(up.host_addr().into(), 8181), "again");
-        assert!(r.is_ok_and(|r| r.ends_with("again")), "round {round}: port answers");
+        assert!(
+            r.is_ok_and(|r| r.ends_with("again")),
+            "round {round}: port answers"
+        );
         unwire(&host, c.id());
     }
     // But a port held by a live container is refused at once, with its holder.
     let a = host.container("a");
     let b = host.container("b");
     let t = std::time::Instant::now();
-    wire(&host, &a, &[("io.wirehook.network", "bridge"), ("io.wirehook.ports", "8282:80")]);
+    wire(
+        &host,
+        &a,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "8282:80"),
+        ],
+    );
     let one_setup = t.elapsed();
     let t = std::time::Instant::now();
-    let out = setup(&host, &b, &[("io.wirehook.network", "bridge"), ("io.wirehook.ports", "8282:80")])
-        .expect_failure("port held by a running container");
+    let out = setup(
+        &host,
+        &b,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "8282:80"),
+        ],
+    )
+    .expect_failure("port held by a running container");
     // Waiting for a finishing teardown would add its 2 s window; a live
     // holder is refused at once (relative to a setup on this machine, so a
     // slow VM kernel does not fail it).
@@ -549,7 +575,11 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
         "no waiting for a live holder: {:?} vs one setup {one_setup:?}",
         t.elapsed()
     );
-    assert!(out.stderr_str().contains("already published"), "{}", out.stderr_str());
+    assert!(
+        out.stderr_str().contains("already published"),
+        "{}",
+        out.stderr_str()
+    );
     unwire(&host, a.id());
     assert_clean(&host);
 }
@@ -558,7 +588,14 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
 fn gc_leaves_a_running_teardown_alone_and_finishes_an_abandoned_one() {
     let host = TestHost::new("gcfin");
     let c = host.container("f");
-    wire(&host, &c, &[("io.wirehook.network", "bridge"), ("io.wirehook.ports", "8383:80")]);
+    wire(
+        &host,
+        &c,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "8383:80"),
+        ],
+    );
     let ip = ipv4_of(&c);
     // A slow finisher: its lease, port and bind mount are still held while gc runs.
     let bundle = host.root().join("nb");
@@ -568,13 +605,31 @@ fn gc_leaves_a_running_teardown_alone_and_finishes_an_abandoned_one() {
         &[("WIREHOOK_FINISH_DELAY_MS", "6000")],
     )
     .expect_success("poststop");
-    let marker = run_dir(&host).join("finishing").join(format!("{}.json", c.id()));
-    assert!(marker.exists(), "the finisher is still running when gc starts");
-    let out = host.wirehook(&["gc"], None).expect_success("gc").stdout_str();
-    assert!(!out.contains(&ip.to_string()), "gc must not take a running finisher's lease: {out}");
-    assert!(!out.contains("bind mount") && !out.contains("stray veth"), "{out}");
+    let marker = run_dir(&host)
+        .join("finishing")
+        .join(format!("{}.json", c.id()));
+    assert!(
+        marker.exists(),
+        "the finisher is still running when gc starts"
+    );
+    let out = host
+        .wirehook(&["gc"], None)
+        .expect_success("gc")
+        .stdout_str();
+    assert!(
+        !out.contains(&ip.to_string()),
+        "gc must not take a running finisher's lease: {out}"
+    );
+    assert!(
+        !out.contains("bind mount") && !out.contains("stray veth"),
+        "{out}"
+    );
     assert!(marker.exists(), "gc ran within the finisher's delay");
-    assert_eq!(nft_elements(&host, "pub4_any").len(), 1, "the finisher, not gc, closes the port");
+    assert_eq!(
+        nft_elements(&host, "pub4_any").len(),
+        1,
+        "the finisher, not gc, closes the port"
+    );
     assert!(eventually(30, || !marker.exists()), "the finisher finishes");
     assert_clean(&host);
 
@@ -589,7 +644,10 @@ fn gc_leaves_a_running_teardown_alone_and_finishes_an_abandoned_one() {
         r#"{"owner":"ghost","links":[],"items":[{"conntrack":["10.88.99.99"]},{"lease":{"network":"bridge","address":"10.88.99.99"}}]}"#,
     )
     .unwrap();
-    let out = host.wirehook(&["gc"], None).expect_success("gc").stdout_str();
+    let out = host
+        .wirehook(&["gc"], None)
+        .expect_success("gc")
+        .stdout_str();
     assert!(out.contains("ghost"), "{out}");
     assert_clean(&host);
     assert!(!fin.join("ghost.json").exists(), "marker removed");
