@@ -37,7 +37,7 @@ mod undo;
 #[command(
     name = "wirehook",
     version,
-    about = "Network containers from an OCI runtime hook: bridge, host, none, container:<id>",
+    about = "Network containers from an OCI runtime hook: bridge, host, none, container:<id>, macvlan, ipvlan",
     long_about = "wirehook wires containers into networks when runc, crun, podman or CRI-O call it as an OCI hook \
 (`wirehook hook createRuntime` / `poststop`), driven by io.wirehook.* annotations. \
 The other subcommands manage networks and inspect or clean up what it made.",
