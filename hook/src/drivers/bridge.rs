@@ -145,7 +145,7 @@ pub fn port_rules(ports: &[PortMapping], addresses: &[IpNetwork]) -> Vec<PortRul
 /// for the release instead of failing: a container restarted with the same
 /// address must not race its own previous teardown.
 fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Result<Lease> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     loop {
         match ipam.take_static(ip, cx.id) {
             Err(Error::Conflict(msg)) => {
@@ -209,8 +209,9 @@ fn add_ports_when_free(cx: &SetupCx<'_>, rules: &[PortRule]) -> Result<()> {
 }
 
 /// Addresses for this container on `net`: the requested static ones that
-/// fall in its subnets, else one from each subnet's pool.
-fn allocate(cx: &mut SetupCx<'_>, net: &NetworkDef) -> Result<Vec<Lease>> {
+/// fall in its subnets, else one from each subnet's pool; each lease is
+/// journalled. Every driver that takes addresses uses this.
+pub(super) fn lease_addresses(cx: &mut SetupCx<'_>, net: &NetworkDef) -> Result<Vec<Lease>> {
     let ipam = Ipam::new(cx.paths, net);
     let mut leases = Vec::new();
     for subnet in &net.subnets {
@@ -249,7 +250,7 @@ impl Driver for Bridge {
             fail_point("realize")?;
             let index = realize(cx.paths, cx.host_nl, net)?;
             fail_point("allocate")?;
-            (index, allocate(cx, net)?)
+            (index, lease_addresses(cx, net)?)
         };
         log::phase("lease");
 

@@ -37,7 +37,6 @@ use serde::{Deserialize, Serialize};
 use wirehook_shared::annotations::{self, Request};
 use wirehook_shared::error::{fail_point, Error, Result};
 use wirehook_shared::fsutil::{self, Lock};
-use wirehook_shared::ipam::{Ipam, Lease};
 use wirehook_shared::netlink::{IpvlanSpec, Link, MacvlanSpec, Netlink};
 use wirehook_shared::netns::NetNs;
 use wirehook_shared::network::{
@@ -430,50 +429,6 @@ fn shown(paths: &Paths, id: &str) -> String {
     }
 }
 
-/// Take a static address; a holder whose teardown is still finishing
-/// (lease kept, record gone) is waited for.
-fn take_static(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Result<Lease> {
-    let deadline = Instant::now() + FINISHING_WAIT;
-    loop {
-        match ipam.take_static(ip, cx.id) {
-            Err(Error::Conflict(msg)) => {
-                let finishing = ipam
-                    .holder(ip)
-                    .is_some_and(|h| Records::new(cx.paths).get(&h).ok().flatten().is_none());
-                if !finishing || Instant::now() > deadline {
-                    return Err(Error::Conflict(msg));
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// The container's addresses on `net`: the static ones inside its
-/// subnets, else one from each subnet's pool. Each lease is journalled.
-fn lease_addresses(cx: &mut SetupCx<'_>, net: &NetworkDef) -> Result<Vec<Lease>> {
-    let ipam = Ipam::new(cx.paths, net);
-    let mut leases = Vec::with_capacity(net.subnets.len());
-    for subnet in &net.subnets {
-        let wanted = cx
-            .request
-            .ips
-            .iter()
-            .find(|ip| subnet.subnet.contains(**ip));
-        let lease = match wanted {
-            Some(ip) => take_static(cx, &ipam, *ip)?,
-            None => ipam.allocate(subnet, cx.id)?,
-        };
-        cx.undo.push(Change::Lease {
-            network: net.name.clone(),
-            address: lease.address,
-        });
-        leases.push(lease);
-    }
-    Ok(leases)
-}
-
 /// A passthru network hands its parent to one container.
 fn check_passthru_free(cx: &SetupCx<'_>, net: &NetworkDef, parent: &str) -> Result<()> {
     if let Some((_, holder, _)) = other_holders(cx.paths, &net.name, cx.id)
@@ -590,7 +545,7 @@ pub fn attach(
             check_passthru_free(cx, net, &parent.name)?;
         }
         fail_point("allocate")?;
-        (parent, lease_addresses(cx, net)?)
+        (parent, super::bridge::lease_addresses(cx, net)?)
     };
     log::phase("lease");
 
