@@ -105,6 +105,7 @@ pub mod host;
 pub mod runtime;
 pub mod sys;
 pub mod uplink;
+pub mod vm;
 
 pub use bundle::{write_hooks_d, Bundle, NETWORK_ANNOTATION};
 pub use cmd::OutputExt;
