@@ -11,8 +11,9 @@
 //! `/sys/fs/cgroup`, and the host's `modprobe` pointed at the package's
 //! modules (the kernel loads nft expressions and link kinds on demand). So
 //! host binaries run unchanged inside it: test binaries, `wirehook`,
-//! iproute2, nft, runc, crun. There is no network device; traffic stays
-//! inside the VM.
+//! iproute2, nft, and the runtimes — runc, crun and podman work there with
+//! the harness as it is (cgroup v2 only, so crun needs no wrapper). There
+//! is no network device; traffic stays inside the VM.
 //!
 //! Commands reach the VM through a second, writable 9p share (a directory
 //! under `/tmp` on the host): [`Vm::run`] writes `jobs/N/cmd` (a `sh`
@@ -33,7 +34,16 @@
 //! let bins = vm::cargo_test_binaries(&["hook_bridge"]);
 //! let cmd = bins.command("hook_bridge", &["--test-threads=2"]);
 //! vm::with_shared(|vm| vm.run(&cmd)).expect_success("hook_bridge in the VM");
+//!
+//! // A test function of the running binary, `#[ignore]`d on the host and
+//! // asserting `vm::in_vm()`, e.g. one that starts containers with runc:
+//! let cmd = bins.this_test("in_vm_runc_ipvlan_containers");
+//! vm::with_shared(|vm| vm.run(&cmd)).expect_success("runc in the VM");
 //! ```
+//!
+//! [`cargo_test_binaries`] runs the binaries from a snapshot copy, so a
+//! rebuild on the host while the VM runs (which caches the host's files)
+//! cannot hand it a half-replaced binary.
 //!
 //! From a shell: `sudo tests/vm/run-in-vm.sh COMMAND ARGS...`.
 //!
