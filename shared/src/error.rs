@@ -54,6 +54,12 @@ pub enum Error {
         err: serde_json::Error,
     },
 
+    /// The cluster store (etcd, or the local store of a one-host cluster)
+    /// failed or could not be reached; the message names the endpoint or
+    /// directory and what to check.
+    #[error("cluster store: {0}")]
+    Store(String),
+
     /// Failure injected by a test through `WIREHOOK_FAIL_AT`.
     #[error("injected failure at step {0} (WIREHOOK_FAIL_AT)")]
     Injected(String),

@@ -15,9 +15,13 @@
 //!   [`netlink`] talks rtnetlink (links, addresses, routes) in any of them.
 //! - [`firewall`] owns the `inet wirehook` nftables table: per-network rules
 //!   once, per-container set/map elements only, conntrack cleanup.
+//! - [`cluster`] is the cluster store overlay networks agree through:
+//!   network definitions, subnet claims and host liveness, in etcd for a
+//!   cluster or in local files for one host.
 //! - [`error`] is the error type every module returns.
 
 pub mod annotations;
+pub mod cluster;
 pub mod error;
 pub mod firewall;
 pub mod fsutil;
