@@ -90,6 +90,8 @@
 //! * [`Bundle`], [`Runtime`], [`RuntimeContainer`], [`write_hooks_d`]:
 //!   busybox bundles and real runtimes.
 //! * [`DummyHook`]: a recording hook script, to see what runtimes pass.
+//! * [`EtcdServer`]: a real etcd inside a test's namespace (cluster store
+//!   and overlay tests), killed and restarted at will, gone on drop.
 //! * [`OutputExt`]: `expect_success`, `stdout_str`, ... on command output.
 //!
 //! Debugging: `WIREHOOK_TESTS_KEEP=1` keeps a failed test's host (name and
@@ -101,6 +103,7 @@ pub mod cmd;
 pub mod container;
 pub mod dummy_hook;
 pub mod e2e;
+pub mod etcd;
 pub mod host;
 pub mod runtime;
 pub mod sys;
@@ -111,6 +114,7 @@ pub use bundle::{write_hooks_d, Bundle, NETWORK_ANNOTATION};
 pub use cmd::OutputExt;
 pub use container::{oci_state, write_minimal_bundle, Container, NetNsEntry};
 pub use dummy_hook::{DummyHook, HookCall};
+pub use etcd::EtcdServer;
 pub use host::{find_link, TestHost};
 pub use runtime::{Runtime, RuntimeContainer};
 pub use sys::in_netns;

@@ -562,7 +562,14 @@ impl Etcd {
                 }
             };
             let mut data = Vec::new();
-            if let Err(e) = resp.into_reader().take(MAX_BODY).read_to_end(&mut data) {
+            let read = resp.into_reader().take(MAX_BODY).read_to_end(&mut data);
+            // The gateway ends error answers (and some streams) with HTTP
+            // trailers, which ureq 2's chunk decoder takes for a broken
+            // body, after having read the whole JSON document.
+            if let Err(e) =
+                read.map(drop)
+                    .or_else(|e| if holds_json(&data) { Ok(()) } else { Err(e) })
+            {
                 let cause = io_cause(&e, left);
                 if call.retry_any {
                     failures.push((idx, cause));
@@ -720,6 +727,17 @@ impl Etcd {
             .map_err(unreachable)?;
         Ok(watch)
     }
+}
+
+/// Does `data` start with one complete JSON value (followed by nothing but
+/// whitespace or further values)?
+fn holds_json(data: &[u8]) -> bool {
+    matches!(
+        serde_json::Deserializer::from_slice(data)
+            .into_iter::<Value>()
+            .next(),
+        Some(Ok(_))
+    )
 }
 
 fn build_agent(tls: Option<&Arc<rustls::ClientConfig>>, connect: Duration) -> ureq::Agent {
@@ -1263,6 +1281,14 @@ mod tests {
 
         assert!(read_head(&mut BufReader::new(&b"SSH-2.0-OpenSSH\r\n"[..])).is_err());
         assert!(read_head(&mut BufReader::new(&b"HTTP/1.1 200 OK\r\n"[..])).is_err());
+    }
+
+    #[test]
+    fn whole_json_documents() {
+        assert!(holds_json(br#"{"error":"x","code":5}"#));
+        assert!(holds_json(b"{\"result\":{}}\n"));
+        assert!(!holds_json(br#"{"error":"x","co"#));
+        assert!(!holds_json(b""));
     }
 
     #[test]
