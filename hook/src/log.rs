@@ -12,6 +12,7 @@ struct Sinks {
     file: Option<std::fs::File>,
     syslog: Option<UnixDatagram>,
     tag: String,
+    stderr: bool,
 }
 
 static SINKS: OnceLock<std::sync::Mutex<Sinks>> = OnceLock::new();
@@ -41,6 +42,7 @@ pub fn init(paths: &Paths, tag: &str) {
         file,
         syslog,
         tag: tag.to_string(),
+        stderr: false,
     }));
 }
 
@@ -63,6 +65,19 @@ fn emit(level: &str, prio: u8, msg: &str) {
     );
     if let Some(f) = s.file.as_mut() {
         let _ = f.write_all(line.as_bytes());
+    }
+    if s.stderr {
+        eprintln!("{level}: {msg}");
+    }
+}
+
+/// Also write every line to stderr: for `wirehook agent`, a service whose
+/// stderr goes to the journal.
+pub fn echo_to_stderr() {
+    if let Some(m) = SINKS.get() {
+        if let Ok(mut s) = m.lock() {
+            s.stderr = true;
+        }
     }
 }
 

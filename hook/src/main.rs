@@ -7,7 +7,8 @@
 //!
 //! How the crate fits together:
 //! - `commands/`: one module per subcommand (`hook`, `network`, `ps`,
-//!   `gc`, `check`); `hook` orchestrates setup and teardown.
+//!   `gc`, `check`, `overlay`, `agent`); `hook` orchestrates setup and
+//!   teardown, `agent` keeps overlay networks current across hosts.
 //! - `drivers/`: one module per network mode behind the `Driver` trait
 //!   (setup, teardown, check).
 //! - `resolve` turns requested network names into definitions; `bundle`
@@ -37,7 +38,7 @@ mod undo;
 #[command(
     name = "wirehook",
     version,
-    about = "Network containers from an OCI runtime hook: bridge, host, none, container:<id>, macvlan, ipvlan",
+    about = "Network containers from an OCI runtime hook: bridge, host, none, container:<id>, macvlan, ipvlan, overlay",
     long_about = "wirehook wires containers into networks when runc, crun, podman or CRI-O call it as an OCI hook \
 (`wirehook hook createRuntime` / `poststop`), driven by io.wirehook.* annotations. \
 The other subcommands manage networks and inspect or clean up what it made.",
@@ -86,6 +87,12 @@ Example by hand: echo '{\"id\":\"c1\",\"pid\":1234,\"bundle\":\"/b\",\"annotatio
         /// Container id or name (default: all)
         container: Option<String>,
     },
+    /// Overlay networks: this host's side of them (reconcile, leave, forget)
+    #[command(subcommand)]
+    Overlay(commands::overlay::OverlayCmd),
+    /// Keep this host's overlay entries current from an etcd watch and keep
+    /// the host alive in the cluster (run it as a service: wirehook-agent.service)
+    Agent(commands::agent::AgentArgs),
     /// Add wirehook's hooks to BUNDLE/config.json and fit its network namespace to the requested mode (runc/crun)
     Prepare {
         /// The OCI bundle directory
@@ -101,6 +108,15 @@ fn main() -> ExitCode {
         Command::Network(cmd) => {
             log::init(&paths, "network");
             commands::network::run(&paths, cmd)
+        }
+        Command::Overlay(cmd) => {
+            log::init(&paths, "overlay");
+            commands::overlay::run(&paths, cmd)
+        }
+        Command::Agent(args) => {
+            log::init(&paths, "agent");
+            log::echo_to_stderr();
+            commands::agent::run(&paths, args)
         }
         Command::Ps { json } => commands::ps::run(&paths, json),
         Command::Gc { dry_run } => {

@@ -48,7 +48,13 @@ pub fn networks(
     }
     let mut defs = Vec::with_capacity(names.len());
     for name in names {
-        let def = match store.get_or_builtin(name, || host_routes(nl))? {
+        let local = match store.get_or_builtin(name, || host_routes(nl))? {
+            Some(def) => Some(def),
+            // Not a local network: an overlay network in the cluster store?
+            None if req.inline.is_empty() => crate::drivers::overlay::lookup(paths, name)?,
+            None => None,
+        };
+        let def = match local {
             Some(def) => {
                 if !req.inline.is_empty() {
                     check_inline_matches(&def, req)?;
@@ -141,7 +147,7 @@ fn define_inline(paths: &Paths, nl: &Netlink, name: &str, req: &Request) -> Resu
     let opts = inline_options(name, req)?;
     if let Some(d) = opts.driver.filter(|d| *d == Driver::Overlay) {
         return Err(Error::invalid(format!(
-            "io.wirehook.driver={d}: this version of wirehook wires bridge, macvlan and ipvlan networks only; use one of those"
+            "io.wirehook.driver={d}: overlay networks span hosts and are not defined inline: create it with `wirehook network create --driver overlay {name}`"
         )));
     }
     let store = Networks::new(paths);

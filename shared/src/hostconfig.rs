@@ -2,7 +2,8 @@
 //! `/etc/wirehook/config.json` (defaults of this host) and
 //! `/etc/wirehook/policy.json` (what annotations may do). Both optional.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 
 use ipnetwork::IpNetwork;
 use serde::{Deserialize, Serialize};
@@ -25,11 +26,45 @@ pub struct HostConfig {
     /// MTU of the built-in network (default: the kernel's, 1500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge_mtu: Option<u32>,
+    /// The cluster store of overlay networks: `etcd://HOST:PORT[,HOST:PORT]...`
+    /// (`etcds://` for TLS). Unset: overlay networks live in a local store
+    /// and span this host only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// TLS files for the store: CA bundle, client certificate and key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_ca: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_key: Option<PathBuf>,
+    /// This host's name in the cluster (default: from /etc/machine-id).
+    /// Unique and stable: its subnet claims and VXLAN MACs derive from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    /// Interface other hosts reach this one through (default: the one of
+    /// the default route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay_interface: Option<String>,
+    /// Address on it that others send VXLAN to (default: its first IPv4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay_address: Option<Ipv4Addr>,
 }
 
 impl HostConfig {
     pub fn load(paths: &Paths) -> Result<HostConfig> {
         Ok(fsutil::read_json(&paths.host_config_file())?.unwrap_or_default())
+    }
+
+    /// Where the cluster store is, as [`crate::cluster::open`] takes it.
+    pub fn store_config(&self) -> crate::cluster::StoreConfig {
+        crate::cluster::StoreConfig {
+            url: self.store.clone(),
+            ca: self.store_ca.clone(),
+            cert: self.store_cert.clone(),
+            key: self.store_key.clone(),
+            timeout: None,
+        }
     }
 }
 

@@ -31,6 +31,7 @@ pub mod ipam;
 pub mod netlink;
 pub mod netns;
 pub mod network;
+pub mod overlay;
 pub mod paths;
 pub mod ports;
 pub mod store;

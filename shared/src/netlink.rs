@@ -16,7 +16,7 @@
 //! stays bound there after the thread returns). rtnetlink is async; each
 //! handle drives a current-thread tokio runtime, which costs microseconds.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 
 use futures::TryStreamExt;
@@ -92,6 +92,29 @@ pub struct VethSpec<'a> {
     pub peer_name: &'a str,
     pub peer_ns: &'a NetNs,
     pub peer_mac: Option<[u8; 6]>,
+}
+
+/// The VXLAN device of an overlay network (see [`Netlink::ensure_vxlan`]).
+#[derive(Debug, Clone)]
+pub struct VxlanSpec<'a> {
+    pub name: &'a str,
+    pub vni: u32,
+    /// This host's underlay address and interface (the tunnel's source;
+    /// interface 0: none).
+    pub local: std::net::Ipv4Addr,
+    pub underlay: u32,
+    /// UDP port (4789, IANA's).
+    pub port: u16,
+    pub mtu: u32,
+    /// Fixed, derived from host and VNI: other hosts' entries name it.
+    pub mac: [u8; 6],
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 pub struct Netlink {
@@ -511,6 +534,259 @@ impl Netlink {
                     }
                 }
                 r
+            })
+            .collect())
+    }
+
+    /// Create the VXLAN device of an overlay network per `spec` (up,
+    /// learning off: every remote entry is programmed by wirehook), or
+    /// accept an existing one with the same VNI; returns its index.
+    pub fn ensure_vxlan(&self, spec: &VxlanSpec<'_>) -> Result<u32> {
+        if let Some(l) = self.link(spec.name)? {
+            if l.kind.as_deref() != Some("vxlan") {
+                return Err(Error::Conflict(format!(
+                    "interface {} exists and is a {} device, not VXLAN; remove it or rename the overlay network",
+                    spec.name,
+                    l.kind.as_deref().unwrap_or("plain")
+                )));
+            }
+            if !l.up {
+                self.set_up(l.index)?;
+            }
+            return Ok(l.index);
+        }
+        let mut b = rtnetlink::LinkVxlan::new(spec.name, spec.vni);
+        if spec.underlay != 0 {
+            b = b.dev(spec.underlay);
+        }
+        let msg = b
+            .local(spec.local)
+            .port(spec.port)
+            .learning(false)
+            .mtu(spec.mtu)
+            .address(spec.mac.to_vec())
+            .build();
+        match self.block(self.handle.link().add(msg).execute()) {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, libc::EEXIST) => {
+                return Err(Error::Conflict(format!(
+                    "cannot create VXLAN device {}: VNI {} on UDP port {} is taken by another device of this host (`ip -d link show type vxlan`)",
+                    spec.name, spec.vni, spec.port
+                )))
+            }
+            Err(e) if is_errno(&e, libc::EOPNOTSUPP) => {
+                return Err(Error::NotFound(
+                    "this kernel has no VXLAN support (CONFIG_VXLAN): overlay networks need it; load the vxlan module or use a bridge network".into(),
+                ))
+            }
+            Err(e) => return Err(nl_err(format!("create VXLAN device {}", spec.name), e)),
+        }
+        let l = self.link(spec.name)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "VXLAN device {} vanished after creation",
+                spec.name
+            ))
+        })?;
+        // No IPv6 link-local: the device carries IPv4 between hosts only.
+        self.disable_ipv6_link_local(l.index)?;
+        self.set_up(l.index)?;
+        Ok(l.index)
+    }
+
+    /// `ip route replace DEST/PREFIX via GW dev INDEX onlink`: the route to
+    /// another host's overlay subnet through its VXLAN address.
+    pub fn replace_onlink_route(
+        &self,
+        dest: std::net::Ipv4Addr,
+        prefix: u8,
+        via: std::net::Ipv4Addr,
+        index: u32,
+    ) -> Result<()> {
+        let msg = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .destination_prefix(dest, prefix)
+            .gateway(via)
+            .output_interface(index)
+            .onlink()
+            .build();
+        self.block(self.handle.route().add(msg).replace().execute())
+            .map_err(|e| nl_err(format!("add route {dest}/{prefix} via {via} onlink"), e))
+    }
+
+    /// Delete the route to `dest/prefix` out of link `index`; a missing
+    /// route is fine.
+    pub fn delete_route(&self, dest: std::net::Ipv4Addr, prefix: u8, index: u32) -> Result<()> {
+        let msg = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .destination_prefix(dest, prefix)
+            .output_interface(index)
+            .build();
+        match self.block(self.handle.route().del(msg).execute()) {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc::ESRCH) || is_errno(&e, libc::ENOENT) => Ok(()),
+            Err(e) => Err(nl_err(format!("delete route {dest}/{prefix}"), e)),
+        }
+    }
+
+    /// A permanent neighbour entry `ip` -> `mac` on link `index` (replacing
+    /// whatever was there).
+    pub fn replace_neighbour(&self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
+        use netlink_packet_route::neighbour::NeighbourState;
+        let req = self
+            .handle
+            .neighbours()
+            .add(index, ip)
+            .link_layer_address(&mac)
+            .state(NeighbourState::Permanent)
+            .replace();
+        self.block(req.execute())
+            .map_err(|e| nl_err(format!("add neighbour {ip} on link {index}"), e))
+    }
+
+    /// Delete the neighbour entry of `ip` on link `index`; missing is fine.
+    pub fn delete_neighbour(&self, index: u32, ip: IpAddr) -> Result<()> {
+        use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+        use netlink_packet_route::AddressFamily;
+        let mut msg = netlink_packet_route::neighbour::NeighbourMessage::default();
+        msg.header.ifindex = index;
+        let (family, addr) = match ip {
+            IpAddr::V4(v) => (AddressFamily::Inet, NeighbourAddress::Inet(v)),
+            IpAddr::V6(v) => (AddressFamily::Inet6, NeighbourAddress::Inet6(v)),
+        };
+        msg.header.family = family;
+        msg.attributes.push(NeighbourAttribute::Destination(addr));
+        match self.block(self.handle.neighbours().del(msg).execute()) {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc::ENOENT) || is_errno(&e, libc::ESRCH) => Ok(()),
+            Err(e) => Err(nl_err(format!("delete neighbour {ip} on link {index}"), e)),
+        }
+    }
+
+    /// A permanent forwarding entry of a VXLAN device (`bridge fdb replace
+    /// MAC dev INDEX dst DST self permanent`): frames to `mac` go to the
+    /// host at `dst`.
+    pub fn replace_fdb(&self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
+        use netlink_packet_route::neighbour::{NeighbourFlags, NeighbourState};
+        let req = self
+            .handle
+            .neighbours()
+            .add_bridge(index, &mac)
+            .destination(dst)
+            .flags(NeighbourFlags::Own)
+            .state(NeighbourState::Permanent)
+            .replace();
+        self.block(req.execute()).map_err(|e| {
+            nl_err(
+                format!("add fdb entry {} on link {index}", fmt_mac(&mac)),
+                e,
+            )
+        })
+    }
+
+    /// Delete the forwarding entry of `mac` (to `dst`) on link `index`;
+    /// missing is fine.
+    pub fn delete_fdb(&self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
+        use netlink_packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+        };
+        use netlink_packet_route::AddressFamily;
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = index;
+        msg.header.flags = NeighbourFlags::Own;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(match dst {
+                IpAddr::V4(v) => NeighbourAddress::Inet(v),
+                IpAddr::V6(v) => NeighbourAddress::Inet6(v),
+            }));
+        match self.block(self.handle.neighbours().del(msg).execute()) {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc::ENOENT) || is_errno(&e, libc::ESRCH) => Ok(()),
+            Err(e) => Err(nl_err(
+                format!("delete fdb entry {} on link {index}", fmt_mac(&mac)),
+                e,
+            )),
+        }
+    }
+
+    /// The permanent IPv4 neighbour entries of link `index`: (ip, mac).
+    pub fn neighbours(&self, index: u32) -> Result<Vec<(IpAddr, [u8; 6])>> {
+        use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+        let req = self.handle.neighbours().get().execute();
+        let msgs: Vec<_> = self
+            .block(req.try_collect())
+            .map_err(|e| nl_err("list neighbours", e))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.ifindex == index)
+            .filter_map(|m| {
+                let mut ip = None;
+                let mut mac = None;
+                for a in &m.attributes {
+                    match a {
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
+                            ip = Some(IpAddr::V4(*v))
+                        }
+                        NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                            let mut m = [0u8; 6];
+                            m.copy_from_slice(l);
+                            mac = Some(m);
+                        }
+                        _ => {}
+                    }
+                }
+                Some((ip?, mac?))
+            })
+            .collect())
+    }
+
+    /// The forwarding entries of VXLAN device `index` that name a remote
+    /// host: (mac, destination).
+    pub fn fdb(&self, index: u32) -> Result<Vec<([u8; 6], IpAddr)>> {
+        use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+        use netlink_packet_route::AddressFamily;
+        let req = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Bridge)
+            .execute();
+        let msgs: Vec<_> = self
+            .block(req.try_collect())
+            .map_err(|e| nl_err("list fdb entries", e))?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.ifindex == index)
+            .filter_map(|m| {
+                let mut dst = None;
+                let mut mac = None;
+                for a in &m.attributes {
+                    match a {
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
+                            dst = Some(IpAddr::V4(*v))
+                        }
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
+                            dst = Some(IpAddr::V6(*v))
+                        }
+                        // Bridge-family messages carry the address untyped.
+                        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                            dst = match b.len() {
+                                4 => Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
+                                16 => <[u8; 16]>::try_from(b.as_slice())
+                                    .ok()
+                                    .map(|a| IpAddr::V6(a.into())),
+                                _ => None,
+                            }
+                        }
+                        NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
+                            let mut m = [0u8; 6];
+                            m.copy_from_slice(l);
+                            mac = Some(m);
+                        }
+                        _ => {}
+                    }
+                }
+                Some((mac?, dst?))
             })
             .collect())
     }

@@ -34,6 +34,11 @@ pub const DEFAULT_BRIDGE_CANDIDATES: &[&str] = &[
 /// Pool user-defined networks without `--subnet` take /24s from.
 pub const AUTO_SUBNET_POOL: &str = "10.89.0.0/16";
 
+/// Where overlay networks without `--subnet` get theirs: the first of the
+/// 16 /16s from this one on (10.200.0.0/16 - 10.215.0.0/16) that overlaps
+/// no other network or host route.
+pub const OVERLAY_SUBNET_POOL: &str = "10.200.0.0/16";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Driver {
@@ -253,6 +258,9 @@ pub struct NetworkDef {
     /// VXLAN network identifier (overlay).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// Prefix length of each host's share of an overlay subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_prefix: Option<u8>,
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -318,6 +326,7 @@ pub struct CreateOptions {
     pub parent: Option<String>,
     pub mode: Option<String>,
     pub vni: Option<u32>,
+    pub host_prefix: Option<u8>,
     pub bridge: Option<String>,
     pub labels: BTreeMap<String, String>,
 }
@@ -468,6 +477,7 @@ impl<'a> Networks<'a> {
             parent: None,
             mode: None,
             vni: None,
+            host_prefix: None,
             labels: BTreeMap::new(),
             builtin: true,
             created: now(),
@@ -611,7 +621,76 @@ pub fn build_definition(
             ip_range,
         });
     }
-    if driver == Driver::Bridge || driver == Driver::Overlay {
+    if driver == Driver::Overlay {
+        if opts.ipv6 || subnets.iter().any(|s| s.is_v6()) {
+            return Err(Error::invalid(
+                "overlay networks are IPv4 only in this version: leave out --ipv6 and IPv6 subnets",
+            ));
+        }
+        if subnets.len() > 1 {
+            return Err(Error::invalid(
+                "an overlay network has one --subnet (each host takes a share of it)",
+            ));
+        }
+        if !opts.gateways.is_empty() || !opts.ip_ranges.is_empty() {
+            return Err(Error::invalid(
+                "--gateway and --ip-range are not for overlay networks: each host's share of --subnet has its own gateway (its first address)",
+            ));
+        }
+        if opts.bridge.is_some() {
+            return Err(Error::invalid(
+                "--bridge is not for overlay networks: their bridges are named after the network",
+            ));
+        }
+        if subnets.is_empty() {
+            let pool: Ipv4Network = OVERLAY_SUBNET_POOL.parse().expect("valid pool");
+            let occupied: Vec<IpNetwork> = taken
+                .iter()
+                .map(|(_, s)| *s)
+                .chain(host_routes.iter().copied())
+                .collect();
+            let pick = (0..16u32)
+                .map(|i| {
+                    IpNetwork::V4(
+                        Ipv4Network::new(Ipv4Addr::from(u32::from(pool.network()) + (i << 16)), 16)
+                            .unwrap(),
+                    )
+                })
+                .find(|c| !occupied.iter().any(|o| overlaps(o, c)))
+                .ok_or_else(|| {
+                    Error::Exhausted(
+                        "no free /16 left in 10.200.0.0 - 10.215.255.255 for an overlay network: give --subnet".into(),
+                    )
+                })?;
+            subnets.push(Subnet {
+                subnet: pick,
+                gateway: first_host(&pick)?,
+                ip_range: None,
+            });
+        }
+        let overlay = subnets[0].subnet;
+        let host_prefix = opts
+            .host_prefix
+            .unwrap_or_else(|| default_host_prefix(overlay.prefix()));
+        if host_prefix < overlay.prefix() + 1 || host_prefix > 29 {
+            return Err(Error::invalid(format!(
+                "--host-prefix {host_prefix} does not fit --subnet {overlay}: use {} to 29 (each host gets one /{host_prefix} of it)",
+                overlay.prefix() + 1
+            )));
+        }
+    } else if opts.host_prefix.is_some() {
+        return Err(Error::invalid(format!(
+            "--host-prefix is for overlay networks, not {driver}"
+        )));
+    }
+    if let Some(v) = opts.vni {
+        if !(1..=16_777_215).contains(&v) {
+            return Err(Error::invalid(format!(
+                "--vni {v} is out of range: use 1 to 16777215"
+            )));
+        }
+    }
+    if driver == Driver::Bridge {
         if !subnets.iter().any(|s| !s.is_v6()) {
             let pool: Ipv4Network = AUTO_SUBNET_POOL.parse().expect("valid pool");
             let occupied: Vec<IpNetwork> = taken
@@ -748,6 +827,7 @@ pub fn build_definition(
             "--vni is for overlay networks, not {driver}"
         )));
     }
+    let overlay_prefix = subnets.first().map_or(16, |s| s.subnet.prefix());
     Ok(NetworkDef {
         name: opts.name.clone(),
         driver,
@@ -759,10 +839,24 @@ pub fn build_definition(
         parent: opts.parent.clone(),
         mode,
         vni: opts.vni,
+        host_prefix: match driver {
+            Driver::Overlay => Some(
+                opts.host_prefix
+                    .unwrap_or_else(|| default_host_prefix(overlay_prefix)),
+            ),
+            _ => None,
+        },
         labels: opts.labels.clone(),
         builtin: false,
         created: now(),
     })
+}
+
+/// Each host's share of an overlay subnet of prefix `overlay`: a /24
+/// (254 containers a host), or 4 bits less than the whole when that is
+/// smaller than a /20 (at least 16 hosts).
+pub fn default_host_prefix(overlay: u8) -> u8 {
+    24.max(overlay + 4).min(29)
 }
 
 /// Is `ip` the IPv4 broadcast address of `net`?

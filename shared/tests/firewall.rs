@@ -244,6 +244,7 @@ fn realizing_a_network_twice_leaves_one_copy() {
         bridge: "wh-front",
         subnets: &subnets,
         internal: false,
+        tunnel: None,
     };
     ns.run(|| firewall::realize_network(&rules).unwrap());
     let first = ns.table();
@@ -295,6 +296,7 @@ fn realizing_a_network_twice_leaves_one_copy() {
     // Turning it into an internal network rewrites the chains in place.
     let internal = NetworkRules {
         internal: true,
+        tunnel: None,
         ..rules
     };
     ns.run(|| firewall::realize_network(&internal).unwrap());
@@ -324,6 +326,7 @@ fn invalid_names_are_refused_before_nft_runs() {
             bridge: "wh-x",
             subnets: &subnets,
             internal: false,
+            tunnel: None,
         };
         assert!(matches!(
             firewall::realize_network(&bad),
@@ -334,6 +337,7 @@ fn invalid_names_are_refused_before_nft_runs() {
             bridge: "wh-\"x",
             subnets: &subnets,
             internal: false,
+            tunnel: None,
         };
         assert!(matches!(
             firewall::realize_network(&bad),
@@ -354,6 +358,7 @@ fn removing_a_network_deletes_its_chains_and_elements_only() {
             bridge: "wh-a",
             subnets: &a,
             internal: false,
+            tunnel: None,
         })
         .unwrap();
         firewall::realize_network(&NetworkRules {
@@ -361,6 +366,7 @@ fn removing_a_network_deletes_its_chains_and_elements_only() {
             bridge: "wh-b",
             subnets: &b,
             internal: true,
+            tunnel: None,
         })
         .unwrap();
         firewall::remove_network("a", "wh-a").unwrap();
@@ -787,6 +793,7 @@ fn published_port_carries_real_traffic() {
             bridge: "wh-ta",
             subnets: &a,
             internal: false,
+            tunnel: None,
         })
         .unwrap();
         firewall::realize_network(&NetworkRules {
@@ -794,6 +801,7 @@ fn published_port_carries_real_traffic() {
             bridge: "wh-tb",
             subnets: &b,
             internal: false,
+            tunnel: None,
         })
         .unwrap();
         sysctl::enable_ip_forward(false).unwrap();

@@ -99,6 +99,7 @@
 //! `umount -R`.
 
 pub mod bundle;
+pub mod cluster;
 pub mod cmd;
 pub mod container;
 pub mod dummy_hook;

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub mod agent;
 pub mod check;
 pub mod gc;
 pub mod hook;
 pub mod network;
+pub mod overlay;
 pub mod ps;

@@ -15,6 +15,10 @@ use wirehook_shared::network::{
 use wirehook_shared::paths::Paths;
 use wirehook_shared::store::{ContainerRecord, Records};
 
+use wirehook_shared::hostconfig::HostConfig;
+use wirehook_shared::overlay::{self, LocalState};
+
+use crate::drivers::overlay as overlay_driver;
 use crate::drivers::{bridge, parent};
 use crate::log;
 use crate::resolve::host_routes;
@@ -87,6 +91,9 @@ pub struct CreateArgs {
     /// VXLAN network id (overlay)
     #[arg(long)]
     vni: Option<u32>,
+    /// Overlay: prefix length of each host's share of --subnet (default /24)
+    #[arg(long, value_name = "LEN")]
+    host_prefix: Option<u8>,
     /// Label KEY=VALUE; repeatable
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
@@ -135,9 +142,6 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
     let driver = Driver::parse(&a.driver)?;
-    if driver == Driver::Overlay {
-        bail!("--driver {driver}: this version of wirehook wires bridge, macvlan and ipvlan networks only (overlay is coming); use one of those");
-    }
     let opts = CreateOptions {
         name: a.name.clone(),
         driver: Some(driver),
@@ -151,6 +155,7 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
         parent: a.parent,
         mode: a.mode,
         vni: a.vni,
+        host_prefix: a.host_prefix,
         bridge: a.bridge,
         labels,
     };
@@ -158,6 +163,9 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
         .map(|nl| host_routes(&nl))
         .unwrap_or_default();
     let store = Networks::new(paths);
+    if driver == Driver::Overlay {
+        return create_overlay(paths, &opts, &store, &routes);
+    }
     if !matches!(driver, Driver::Macvlan | Driver::Ipvlan) {
         let def = store.create(&opts, &routes)?;
         log::info(format!("created network {} ({})", def.name, summary(&def)));
@@ -212,6 +220,47 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
     Ok(())
 }
 
+/// Overlay networks live in the cluster store (etcd, or the local one):
+/// every host sees them. Their subnet must not overlap this host's
+/// networks or routes, nor another overlay network.
+fn create_overlay(
+    paths: &Paths,
+    opts: &CreateOptions,
+    local: &Networks<'_>,
+    routes: &[IpNetwork],
+) -> Result<()> {
+    wirehook_shared::annotations::validate_network_name(&opts.name)?;
+    if local.get(&opts.name)?.is_some() {
+        bail!(
+            "network {} already exists on this host: pick another name",
+            opts.name
+        );
+    }
+    let st = overlay_driver::store(paths)?;
+    let mut existing = local.list()?;
+    existing.extend(overlay::list_networks(st.as_ref())?);
+    if existing.iter().any(|d| d.name == opts.name) {
+        bail!(
+            "network {} already exists in {}: pick another name or remove it first (wirehook network rm {})",
+            opts.name,
+            st.describe(),
+            opts.name
+        );
+    }
+    let draft = build_definition(opts, &existing, routes)?;
+    let def = overlay::create_network(st.as_ref(), draft)?;
+    log::info(format!(
+        "created overlay network {} ({}, VNI {}, /{} a host) in {}",
+        def.name,
+        summary(&def),
+        def.vni.unwrap_or(0),
+        def.host_prefix.unwrap_or(24),
+        st.describe()
+    ));
+    println!("{}", def.name);
+    Ok(())
+}
+
 fn summary(def: &NetworkDef) -> String {
     def.subnets
         .iter()
@@ -221,13 +270,37 @@ fn summary(def: &NetworkDef) -> String {
 }
 
 /// Every network, the built-in one included.
+/// Local networks and the cluster store's overlay networks, by name. An
+/// unreachable store is a warning here: the local ones still list.
 fn all(paths: &Paths) -> Result<Vec<NetworkDef>> {
     let store = Networks::new(paths);
     if store.get(DEFAULT_NETWORK)?.is_none() {
         let nl = Netlink::new()?;
         store.get_or_builtin(DEFAULT_NETWORK, || host_routes(&nl))?;
     }
-    Ok(store.list()?)
+    let mut defs = store.list()?;
+    match overlay_driver::store(paths).and_then(|st| overlay::list_networks(st.as_ref())) {
+        Ok(o) => defs.extend(o),
+        Err(e) => eprintln!("wirehook: warning: overlay networks not listed: {e}"),
+    }
+    defs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(defs)
+}
+
+/// A network by name: local, else overlay.
+fn find(paths: &Paths, name: &str) -> Result<Option<NetworkDef>> {
+    let store = Networks::new(paths);
+    let local = if name == DEFAULT_NETWORK {
+        let nl = Netlink::new()?;
+        store.get_or_builtin(name, || host_routes(&nl))?
+    } else {
+        store.get(name)?
+    };
+    if local.is_some() {
+        return Ok(local);
+    }
+    let st = overlay_driver::store(paths)?;
+    Ok(overlay::load_view(st.as_ref(), name)?.def)
 }
 
 fn users<'r>(records: &'r [ContainerRecord], network: &str) -> Vec<&'r ContainerRecord> {
@@ -309,26 +382,48 @@ fn inspect_json(paths: &Paths, d: &NetworkDef, records: &[ContainerRecord]) -> s
         Driver::Macvlan | Driver::Ipvlan => {
             json!(Netlink::new().is_ok_and(|nl| parent::parent_state(&nl, d).is_ok()))
         }
+        Driver::Overlay => json!(LocalState::load(paths, &d.name).ok().flatten().is_some()),
         _ => json!(paths
             .realized_dir()
             .join(format!("{}.json", d.name))
             .exists()),
     };
+    if d.driver == Driver::Overlay {
+        // Every host's share from the store, this host's entries as last
+        // programmed.
+        let hosts = overlay_driver::store(paths)
+            .and_then(|st| overlay::load_view(st.as_ref(), &d.name))
+            .map(|view| {
+                view.hosts
+                    .values()
+                    .map(|c| {
+                        json!({
+                            "host": c.host,
+                            "hostname": c.hostname,
+                            "subnet": c.subnet,
+                            "underlay": c.underlay,
+                            "vtep_mac": c.vtep_mac,
+                            "agent": c.liveness,
+                            "member": view.is_member(&c.host),
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            });
+        v["hosts"] = match hosts {
+            Ok(h) => json!(h),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
+        v["local"] = json!(LocalState::load(paths, &d.name).ok().flatten());
+    }
     v
 }
 
 fn inspect(paths: &Paths, names: &[String]) -> Result<()> {
-    let store = Networks::new(paths);
     let records = Records::new(paths).list();
     let mut out = Vec::new();
     for n in names {
-        let def = if n == DEFAULT_NETWORK {
-            let nl = Netlink::new()?;
-            store.get_or_builtin(n, || host_routes(&nl))?
-        } else {
-            store.get(n)?
-        };
-        let def = def.ok_or_else(|| anyhow!("no network {n} (see `wirehook network ls`)"))?;
+        let def =
+            find(paths, n)?.ok_or_else(|| anyhow!("no network {n} (see `wirehook network ls`)"))?;
         out.push(inspect_json(paths, &def, &records));
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
@@ -337,8 +432,7 @@ fn inspect(paths: &Paths, names: &[String]) -> Result<()> {
 
 fn rm(paths: &Paths, name: &str) -> Result<()> {
     let store = Networks::new(paths);
-    let def = store
-        .get(name)?
+    let def = find(paths, name)?
         .ok_or_else(|| anyhow!("no network {name} (see `wirehook network ls`)"))?;
     if def.builtin {
         bail!("network {name} is built in and cannot be removed");
@@ -372,14 +466,36 @@ fn rm(paths: &Paths, name: &str) -> Result<()> {
                 ));
             }
         }
-        Driver::Overlay => {}
+        Driver::Overlay => {
+            // Cluster-wide: only once no other host holds a share.
+            let st = overlay_driver::store(paths)?;
+            let view = overlay::load_view(st.as_ref(), name)?;
+            let me = overlay::host_id(HostConfig::load(paths)?.host_id.as_deref())?;
+            let others: Vec<&str> = view
+                .hosts
+                .keys()
+                .filter(|h| **h != me)
+                .map(String::as_str)
+                .collect();
+            if !others.is_empty() {
+                bail!(
+                    "overlay network {name} still has shares on host(s) {}: run `wirehook overlay leave {name}` there (or `wirehook overlay forget {name} HOST` for hosts that are gone), then remove it",
+                    others.join(", ")
+                );
+            }
+            let nl = Netlink::new()?;
+            overlay_driver::unrealize(paths, &nl, name)?;
+            overlay::delete_network(st.as_ref(), &def)?;
+        }
     }
     let leases = paths.leases_dir(name);
     if leases.exists() {
         std::fs::remove_dir_all(&leases)
             .map_err(|e| anyhow!("remove {}: {e}", leases.display()))?;
     }
-    store.remove(name)?;
+    if def.driver != Driver::Overlay {
+        store.remove(name)?;
+    }
     let _ = fsutil::remove_file(&paths.locks_dir().join(format!("net-{name}.lock")));
     log::info(format!("removed network {name}"));
     Ok(())

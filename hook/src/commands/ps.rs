@@ -1,6 +1,8 @@
-//! `wirehook ps`: the containers wirehook wired, from their records.
+//! `wirehook ps`: the containers wirehook wired, from their records, and
+//! the peers of the overlay networks this host has joined.
 
 use anyhow::Result;
+use wirehook_shared::overlay::LocalState;
 use wirehook_shared::paths::Paths;
 use wirehook_shared::store::Records;
 
@@ -104,5 +106,32 @@ pub fn run(paths: &Paths, json: bool) -> Result<()> {
         ],
         &rows,
     );
+    print_overlay_peers(paths);
     Ok(())
+}
+
+/// Under the table, each overlay network this host has joined: its share
+/// and the hosts it reaches, as last programmed (no store round trip).
+fn print_overlay_peers(paths: &Paths) {
+    for st in LocalState::list(paths) {
+        println!();
+        println!(
+            "overlay {} (VNI {}): this host {} {}, {} peer(s)",
+            st.network,
+            st.vni,
+            st.host,
+            st.subnet
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            st.peers.len()
+        );
+        for p in &st.peers {
+            println!(
+                "  {:<20} {:<18} via {}",
+                p.host,
+                p.subnet.to_string(),
+                p.underlay
+            );
+        }
+    }
 }

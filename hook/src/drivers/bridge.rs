@@ -74,6 +74,7 @@ pub fn realize(paths: &Paths, nl: &Netlink, net: &NetworkDef) -> Result<u32> {
         bridge,
         subnets: &subnets,
         internal: net.internal,
+        tunnel: None,
     })?;
     if let Some(w) = firewall::forward_drop_warning() {
         log::warn(&w);
@@ -241,7 +242,6 @@ impl Driver for Bridge {
     ) -> Result<Option<InterfaceRecord>> {
         let at = at.ok_or_else(|| Error::invalid("bridge mode needs a network"))?;
         let net = at.network;
-        let first = at.index == 0;
 
         // Shared state of the network, under its lock: host side, leases.
         let (bridge_index, leases) = {
@@ -253,114 +253,7 @@ impl Driver for Bridge {
             (index, lease_addresses(cx, net)?)
         };
         log::phase("lease");
-
-        // The veth pair, container end straight into the container.
-        fail_point("veth")?;
-        let host_name = host_ifname(cx.id, &at.ifname);
-        let mac = match (first, cx.request.mac) {
-            (true, Some(m)) => m,
-            _ => generated_mac(cx.id, &at.ifname),
-        };
-        let mtu = cx.request.mtu.filter(|_| first).or(net.mtu).unwrap_or(1500);
-        let spec = VethSpec {
-            host_name: &host_name,
-            master: Some(bridge_index),
-            mtu,
-            peer_name: &at.ifname,
-            peer_ns: cx.netns,
-            peer_mac: Some(mac),
-        };
-        let created = match cx.host_nl.create_veth(&spec) {
-            Err(e) if e.errno() == Some(libc::EEXIST) && cx.host_nl.link(&host_name)?.is_some() => {
-                // Left over from an earlier run for this very container id.
-                log::warn(format!("removing stale {host_name} left by an earlier run"));
-                cx.host_nl.delete_link(&host_name)?;
-                cx.host_nl.create_veth(&spec)
-            }
-            other => other,
-        };
-        let host_index = match created {
-            Ok(i) => i,
-            Err(e) if e.errno() == Some(libc::EEXIST) => {
-                return Err(Error::Conflict(format!(
-                    "the container already has an interface named {}: pick another with io.wirehook.ifname",
-                    at.ifname
-                )))
-            }
-            Err(e) => return Err(e),
-        };
-        cx.undo.push(Change::HostLink(host_name.clone()));
-        log::phase("veth");
-
-        // Addresses and routes inside the container.
-        fail_point("address")?;
-        let addresses: Vec<IpNetwork> = leases.iter().map(|l| l.cidr()).collect();
-        let internal = net.internal;
-        let gateways: Vec<IpAddr> = leases.iter().map(|l| l.subnet.gateway).collect();
-        let want_routes = !internal && first;
-        let has_v6 = net.has_v6();
-        let ifname = at.ifname.clone();
-        {
-            let nl = cx.container_nl()?;
-            let link = nl.link(&ifname)?.ok_or_else(|| {
-                Error::NotFound(format!("{ifname} did not appear in the container"))
-            })?;
-            if !has_v6 {
-                // IPv4-only network: no IPv6 on eth0 (as docker does).
-                nl.disable_ipv6_link_local(link.index)?;
-            }
-            nl.set_up(link.index)?;
-            for a in &addresses {
-                nl.add_address(link.index, a.ip(), a.prefix())?;
-            }
-            fail_point("route")?;
-            if want_routes {
-                for gw in &gateways {
-                    nl.add_default_route(*gw, link.index)?;
-                }
-            }
-        }
-
-        log::phase("addr+route");
-        // Published ports: map elements only.
-        fail_point("ports")?;
-        let ports: Vec<PortMapping> = if first {
-            cx.request.ports.clone()
-        } else {
-            Vec::new()
-        };
-        let rules = port_rules(&ports, &addresses);
-        if !rules.is_empty() {
-            // So the container reaches its own published ports via the host.
-            cx.host_nl.set_bridge_port_hairpin(host_index)?;
-            add_ports_when_free(cx, &rules)?;
-            cx.undo.push(Change::Ports(rules));
-        }
-        log::phase("ports");
-
-        log::info(format!(
-            "{}: {} on network {} via {host_name} ({})",
-            cx.id,
-            ifname,
-            net.name,
-            addresses
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        Ok(Some(InterfaceRecord {
-            network: net.name.clone(),
-            driver: net.driver,
-            ifname,
-            host_ifname: Some(host_name),
-            bridge: Some(net.bridge_name().to_string()),
-            mac: annotations::format_mac(&mac),
-            mtu,
-            addresses,
-            gateways: if want_routes { gateways } else { Vec::new() },
-            ports,
-        }))
+        attach(cx, at, net, bridge_index, &leases).map(Some)
     }
 
     fn teardown(
@@ -370,24 +263,7 @@ impl Driver for Bridge {
         iface: Option<&InterfaceRecord>,
     ) {
         let Some(iface) = iface else { return };
-        let rules = port_rules(&iface.ports, &iface.addresses);
-        if !rules.is_empty() {
-            cx.defer(Deferred::Ports {
-                ports: iface.ports.clone(),
-                addresses: iface.addresses.clone(),
-            });
-        }
-        let addrs: Vec<IpAddr> = iface.addresses.iter().map(|a| a.ip()).collect();
-        cx.defer(Deferred::Conntrack(addrs.clone()));
-        if let (true, Some(host)) = (cx.netns_alive, &iface.host_ifname) {
-            cx.defer(Deferred::Link(host.clone()));
-        }
-        for a in addrs {
-            cx.defer(Deferred::Lease {
-                network: iface.network.clone(),
-                address: a,
-            });
-        }
+        detach(cx, iface);
     }
 
     fn check(
@@ -396,45 +272,198 @@ impl Driver for Bridge {
         rec: &ContainerRecord,
         iface: Option<&InterfaceRecord>,
     ) -> Vec<String> {
-        let mut out = Vec::new();
-        let Some(iface) = iface else { return out };
-        if let (Some(host), Some(bridge)) = (&iface.host_ifname, &iface.bridge) {
-            let br = cx.host_nl.link(bridge).ok().flatten();
-            match (cx.host_nl.link(host), br) {
-                (Ok(Some(l)), Some(b)) if l.master == Some(b.index) => {}
-                (Ok(Some(_)), Some(_)) => {
-                    out.push(format!("{host} is not a port of bridge {bridge}"))
-                }
-                (Ok(Some(_)), None) => out.push(format!("bridge {bridge} is missing")),
-                (Ok(None), _) => out.push(format!("host end {host} is missing")),
-                (Err(e), _) => out.push(format!("cannot look up {host}: {e}")),
+        let Some(iface) = iface else {
+            return Vec::new();
+        };
+        check_attached(cx, rec, iface)
+    }
+}
+
+/// The per-container part of a bridge attachment, once the network's host
+/// side exists and `leases` are taken: the veth pair on bridge
+/// `bridge_index`, addresses and routes inside, published ports. `net` is
+/// the definition the container is wired with (an overlay network's is
+/// this host's share of it).
+pub(super) fn attach(
+    cx: &mut SetupCx<'_>,
+    at: &Attachment<'_>,
+    net: &NetworkDef,
+    bridge_index: u32,
+    leases: &[Lease],
+) -> Result<InterfaceRecord> {
+    let first = at.index == 0;
+    // The veth pair, container end straight into the container.
+    fail_point("veth")?;
+    let host_name = host_ifname(cx.id, &at.ifname);
+    let mac = match (first, cx.request.mac) {
+        (true, Some(m)) => m,
+        _ => generated_mac(cx.id, &at.ifname),
+    };
+    let mtu = cx.request.mtu.filter(|_| first).or(net.mtu).unwrap_or(1500);
+    let spec = VethSpec {
+        host_name: &host_name,
+        master: Some(bridge_index),
+        mtu,
+        peer_name: &at.ifname,
+        peer_ns: cx.netns,
+        peer_mac: Some(mac),
+    };
+    let created = match cx.host_nl.create_veth(&spec) {
+        Err(e) if e.errno() == Some(libc::EEXIST) && cx.host_nl.link(&host_name)?.is_some() => {
+            // Left over from an earlier run for this very container id.
+            log::warn(format!("removing stale {host_name} left by an earlier run"));
+            cx.host_nl.delete_link(&host_name)?;
+            cx.host_nl.create_veth(&spec)
+        }
+        other => other,
+    };
+    let host_index = match created {
+        Ok(i) => i,
+        Err(e) if e.errno() == Some(libc::EEXIST) => {
+            return Err(Error::Conflict(format!(
+            "the container already has an interface named {}: pick another with io.wirehook.ifname",
+            at.ifname
+        )))
+        }
+        Err(e) => return Err(e),
+    };
+    cx.undo.push(Change::HostLink(host_name.clone()));
+    log::phase("veth");
+
+    // Addresses and routes inside the container.
+    fail_point("address")?;
+    let addresses: Vec<IpNetwork> = leases.iter().map(|l| l.cidr()).collect();
+    let internal = net.internal;
+    let gateways: Vec<IpAddr> = leases.iter().map(|l| l.subnet.gateway).collect();
+    let want_routes = !internal && first;
+    let has_v6 = net.has_v6();
+    let ifname = at.ifname.clone();
+    {
+        let nl = cx.container_nl()?;
+        let link = nl
+            .link(&ifname)?
+            .ok_or_else(|| Error::NotFound(format!("{ifname} did not appear in the container")))?;
+        if !has_v6 {
+            // IPv4-only network: no IPv6 on eth0 (as docker does).
+            nl.disable_ipv6_link_local(link.index)?;
+        }
+        nl.set_up(link.index)?;
+        for a in &addresses {
+            nl.add_address(link.index, a.ip(), a.prefix())?;
+        }
+        fail_point("route")?;
+        if want_routes {
+            for gw in &gateways {
+                nl.add_default_route(*gw, link.index)?;
             }
         }
-        let Some(path) = &rec.netns_path else {
-            return out;
-        };
-        let inside =
-            wirehook_shared::netns::NetNs::open(path).and_then(|ns| Netlink::in_netns(&ns));
-        match inside {
-            Err(e) => out.push(format!("cannot enter the container's namespace: {e}")),
-            Ok(nl) => match nl.link(&iface.ifname) {
-                Ok(Some(l)) => {
-                    let have = nl.addresses().unwrap_or_default();
-                    for a in &iface.addresses {
-                        if !have
-                            .iter()
-                            .any(|(i, ip, p)| *i == l.index && *ip == a.ip() && *p == a.prefix())
-                        {
-                            out.push(format!("{} lacks address {a}", iface.ifname));
-                        }
+    }
+
+    log::phase("addr+route");
+    // Published ports: map elements only.
+    fail_point("ports")?;
+    let ports: Vec<PortMapping> = if first {
+        cx.request.ports.clone()
+    } else {
+        Vec::new()
+    };
+    let rules = port_rules(&ports, &addresses);
+    if !rules.is_empty() {
+        // So the container reaches its own published ports via the host.
+        cx.host_nl.set_bridge_port_hairpin(host_index)?;
+        add_ports_when_free(cx, &rules)?;
+        cx.undo.push(Change::Ports(rules));
+    }
+    log::phase("ports");
+
+    log::info(format!(
+        "{}: {} on network {} via {host_name} ({})",
+        cx.id,
+        ifname,
+        net.name,
+        addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(InterfaceRecord {
+        network: net.name.clone(),
+        driver: net.driver,
+        ifname,
+        host_ifname: Some(host_name),
+        bridge: Some(net.bridge_name().to_string()),
+        mac: annotations::format_mac(&mac),
+        mtu,
+        addresses,
+        gateways: if want_routes { gateways } else { Vec::new() },
+        ports,
+    })
+}
+
+/// Undo [`attach`] from the record: ports, flows, host end, leases, all
+/// left to the finisher.
+pub(super) fn detach(cx: &mut HostCx<'_>, iface: &InterfaceRecord) {
+    let rules = port_rules(&iface.ports, &iface.addresses);
+    if !rules.is_empty() {
+        cx.defer(Deferred::Ports {
+            ports: iface.ports.clone(),
+            addresses: iface.addresses.clone(),
+        });
+    }
+    let addrs: Vec<IpAddr> = iface.addresses.iter().map(|a| a.ip()).collect();
+    cx.defer(Deferred::Conntrack(addrs.clone()));
+    if let (true, Some(host)) = (cx.netns_alive, &iface.host_ifname) {
+        cx.defer(Deferred::Link(host.clone()));
+    }
+    for a in addrs {
+        cx.defer(Deferred::Lease {
+            network: iface.network.clone(),
+            address: a,
+        });
+    }
+}
+
+/// Compare an attachment's record with the kernel.
+pub(super) fn check_attached(
+    cx: &HostCx<'_>,
+    rec: &ContainerRecord,
+    iface: &InterfaceRecord,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(host), Some(bridge)) = (&iface.host_ifname, &iface.bridge) {
+        let br = cx.host_nl.link(bridge).ok().flatten();
+        match (cx.host_nl.link(host), br) {
+            (Ok(Some(l)), Some(b)) if l.master == Some(b.index) => {}
+            (Ok(Some(_)), Some(_)) => out.push(format!("{host} is not a port of bridge {bridge}")),
+            (Ok(Some(_)), None) => out.push(format!("bridge {bridge} is missing")),
+            (Ok(None), _) => out.push(format!("host end {host} is missing")),
+            (Err(e), _) => out.push(format!("cannot look up {host}: {e}")),
+        }
+    }
+    let Some(path) = &rec.netns_path else {
+        return out;
+    };
+    let inside = wirehook_shared::netns::NetNs::open(path).and_then(|ns| Netlink::in_netns(&ns));
+    match inside {
+        Err(e) => out.push(format!("cannot enter the container's namespace: {e}")),
+        Ok(nl) => match nl.link(&iface.ifname) {
+            Ok(Some(l)) => {
+                let have = nl.addresses().unwrap_or_default();
+                for a in &iface.addresses {
+                    if !have
+                        .iter()
+                        .any(|(i, ip, p)| *i == l.index && *ip == a.ip() && *p == a.prefix())
+                    {
+                        out.push(format!("{} lacks address {a}", iface.ifname));
                     }
                 }
-                Ok(None) => out.push(format!("{} is missing in the container", iface.ifname)),
-                Err(e) => out.push(format!("cannot look up {}: {e}", iface.ifname)),
-            },
-        }
-        out
+            }
+            Ok(None) => out.push(format!("{} is missing in the container", iface.ifname)),
+            Err(e) => out.push(format!("cannot look up {}: {e}", iface.ifname)),
+        },
     }
+    out
 }
 
 #[cfg(test)]

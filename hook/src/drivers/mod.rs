@@ -5,9 +5,10 @@
 //! `teardown` removes it again from the record alone, and `check` compares
 //! the record with what the kernel shows. `host`, `none` and
 //! `container:<x>` attach no network; `bridge`, `macvlan` and `ipvlan`
-//! (and, later, overlay) attach one network as one interface each.
+//! and `overlay` attach one network as one interface each.
 //! macvlan and ipvlan share their parent handling and per-container work
-//! in `parent`.
+//! in `parent`; overlay attaches containers as bridge does, to its
+//! host's share of the network.
 
 use wirehook_shared::annotations::Request;
 use wirehook_shared::error::Result;
@@ -26,6 +27,7 @@ pub mod host;
 pub mod ipvlan;
 pub mod macvlan;
 pub mod none;
+pub mod overlay;
 pub mod parent;
 
 /// What setup works with: the container, its namespace, and sockets in
@@ -148,7 +150,8 @@ pub fn for_mode(mode: Mode) -> &'static dyn Driver {
         Mode::Container => &container::Shared,
         Mode::Macvlan => &macvlan::Macvlan,
         Mode::Ipvlan => &ipvlan::Ipvlan,
-        Mode::Bridge | Mode::Overlay => &bridge::Bridge,
+        Mode::Bridge => &bridge::Bridge,
+        Mode::Overlay => &overlay::Overlay,
     }
 }
 
@@ -158,9 +161,7 @@ pub fn for_network(driver: NetDriver) -> Result<&'static dyn Driver> {
         NetDriver::Bridge => Ok(&bridge::Bridge),
         NetDriver::Macvlan => Ok(&macvlan::Macvlan),
         NetDriver::Ipvlan => Ok(&ipvlan::Ipvlan),
-        other => Err(wirehook_shared::Error::invalid(format!(
-            "the {other} driver is not available in this build of wirehook yet: use a bridge network"
-        ))),
+        NetDriver::Overlay => Ok(&overlay::Overlay),
     }
 }
 

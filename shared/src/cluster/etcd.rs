@@ -566,9 +566,9 @@ impl Etcd {
             // The gateway ends error answers (and some streams) with HTTP
             // trailers, which ureq 2's chunk decoder takes for a broken
             // body, after having read the whole JSON document.
-            if let Err(e) =
-                read.map(drop)
-                    .or_else(|e| if holds_json(&data) { Ok(()) } else { Err(e) })
+            if let Err(e) = read
+                .map(drop)
+                .or_else(|e| if holds_json(&data) { Ok(()) } else { Err(e) })
             {
                 let cause = io_cause(&e, left);
                 if call.retry_any {

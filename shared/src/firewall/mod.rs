@@ -53,6 +53,9 @@ pub struct NetworkRules<'a> {
     pub subnets: &'a [IpNetwork],
     /// Internal: no traffic leaves the bridge, no masquerade.
     pub internal: bool,
+    /// An overlay network's VXLAN device: traffic to and from the other
+    /// hosts' shares of the network, treated as the network's own.
+    pub tunnel: Option<&'a str>,
 }
 
 /// One published port: host `host_ip:host_port` (every local address when
@@ -100,6 +103,9 @@ fn table_is_current(sock: &mut Socket) -> Result<bool> {
 pub fn realize_network(n: &NetworkRules) -> Result<()> {
     ruleset::validate_network_name(n.name)?;
     ruleset::validate_ifname(n.bridge)?;
+    if let Some(t) = n.tunnel {
+        ruleset::validate_ifname(t)?;
+    }
     ensure_table()?;
     ruleset::run_nft(
         &ruleset::network_script(n),
@@ -110,14 +116,22 @@ pub fn realize_network(n: &NetworkRules) -> Result<()> {
 /// Delete the chains and map elements of network `name` on `bridge`.
 /// Idempotent: missing pieces (or a missing table) are fine.
 pub fn remove_network(name: &str, bridge: &str) -> Result<()> {
+    remove_network_devices(name, &[bridge])
+}
+
+/// [`remove_network`] for a network with more than one device (an
+/// overlay's bridge and VXLAN device).
+pub fn remove_network_devices(name: &str, devices: &[&str]) -> Result<()> {
     ruleset::validate_network_name(name)?;
-    ruleset::validate_ifname(bridge)?;
     let mut msgs = Vec::new();
-    let key = ifname_key(bridge);
-    for (set, _) in ruleset::VMAPS {
-        msgs.push(setelem_msg(NFT_MSG_DELSETELEM, set, &key, None));
+    for dev in devices {
+        ruleset::validate_ifname(dev)?;
+        let key = ifname_key(dev);
+        for (set, _) in ruleset::VMAPS {
+            msgs.push(setelem_msg(NFT_MSG_DELSETELEM, set, &key, None));
+        }
+        msgs.push(setelem_msg(NFT_MSG_DELSETELEM, "bridges", &key, None));
     }
-    msgs.push(setelem_msg(NFT_MSG_DELSETELEM, "bridges", &key, None));
     for suffix in ruleset::CHAIN_SUFFIXES {
         let mut m = Msg::new(NFNL_SUBSYS_NFTABLES, NFT_MSG_DELCHAIN, 0, NFPROTO_INET);
         m.attr_str(NFTA_CHAIN_TABLE, TABLE);

@@ -173,12 +173,24 @@ pub fn network_script(n: &NetworkRules) -> String {
         let _ = writeln!(s, "flush chain inet {t} {}", c(suffix));
     }
     let (fwdout, fwdin, masq, hairpin) = (c("fwdout"), c("fwdin"), c("masq"), c("hairpin"));
+    // The network's own devices: its bridge, and an overlay's VXLAN device.
+    let devices: Vec<&str> = std::iter::once(br).chain(n.tunnel).collect();
+    let own = match devices.as_slice() {
+        [one] => format!("\"{one}\""),
+        many => format!(
+            "{{ {} }}",
+            many.iter()
+                .map(|d| format!("\"{d}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     // Forward, from the bridge (iifname BR).
-    let _ = writeln!(s, "add rule inet {t} {fwdout} oifname \"{br}\" accept");
+    let _ = writeln!(s, "add rule inet {t} {fwdout} oifname {own} accept");
     if n.internal {
         let _ = writeln!(s, "add rule inet {t} {fwdout} drop");
         // To the bridge from anywhere else.
-        let _ = writeln!(s, "add rule inet {t} {fwdin} iifname != \"{br}\" drop");
+        let _ = writeln!(s, "add rule inet {t} {fwdin} iifname != {own} drop");
     } else {
         // Other wirehook networks only through published ports (DNAT).
         let _ = writeln!(
@@ -200,7 +212,7 @@ pub fn network_script(n: &NetworkRules) -> String {
             let ipf = if net.is_ipv4() { "ip" } else { "ip6" };
             let _ = writeln!(
                 s,
-                "add rule inet {t} {masq} {ipf} saddr {} oifname != \"{br}\" masquerade",
+                "add rule inet {t} {masq} {ipf} saddr {} oifname != {own} masquerade",
                 net_text(net)
             );
         }
@@ -220,13 +232,15 @@ pub fn network_script(n: &NetworkRules) -> String {
             net_text(net)
         );
     }
-    let _ = writeln!(s, "add element inet {t} bridges {{ \"{br}\" }}");
-    for (map, suffix) in VMAPS {
-        let _ = writeln!(
-            s,
-            "add element inet {t} {map} {{ \"{br}\" : jump {} }}",
-            c(suffix)
-        );
+    for dev in &devices {
+        let _ = writeln!(s, "add element inet {t} bridges {{ \"{dev}\" }}");
+        for (map, suffix) in VMAPS {
+            let _ = writeln!(
+                s,
+                "add element inet {t} {map} {{ \"{dev}\" : jump {} }}",
+                c(suffix)
+            );
+        }
     }
     s
 }
@@ -497,6 +511,7 @@ mod tests {
             bridge: "wh-front",
             subnets: &subnets,
             internal: false,
+            tunnel: None,
         };
         let s = network_script(&n);
         assert!(s.contains("ip saddr 10.77.0.0/24 oifname != \"wh-front\" masquerade"));
@@ -506,6 +521,7 @@ mod tests {
         ));
         let internal = NetworkRules {
             internal: true,
+            tunnel: None,
             ..n
         };
         assert!(!network_script(&internal).contains("oifname != \"wh-front\" masquerade"));
