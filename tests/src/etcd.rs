@@ -13,6 +13,9 @@
 //! etcd.restart();  // same data directory, same address
 //! ```
 //!
+//! [`EtcdServer::start_tls`] serves clients over TLS with client
+//! certificates required, from an [`EtcdTls`] made by `openssl`.
+//!
 //! The server listens for clients on `listen_ip:port` and for peers on
 //! `listen_ip:port+1`, both inside the namespace, so its traffic never
 //! leaves namespaces the test made. Its data directory and log live under
@@ -28,6 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::cmd::OutputExt;
 use crate::host::{unique_name, TESTS_DIR};
 use crate::sys::in_netns;
 
@@ -40,7 +44,94 @@ pub struct EtcdServer {
     ip: IpAddr,
     port: u16,
     dir: PathBuf,
+    tls: Option<EtcdTls>,
     child: Mutex<Option<Child>>,
+}
+
+/// Certificates for a TLS etcd: a CA, a server certificate for one IP
+/// address, and a client certificate, all signed by the CA (PEM files made
+/// with the `openssl` command, valid for a day).
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl EtcdTls {
+    /// Makes the files in `dir` (created if needed) for a server at `server_ip`.
+    pub fn generate(dir: &Path, server_ip: IpAddr) -> EtcdTls {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let openssl = |args: &[&str]| {
+            crate::cmd::run(
+                Command::new("openssl").args(args).current_dir(dir),
+                None,
+                crate::cmd::DEFAULT_TIMEOUT,
+            )
+            .expect_success(&format!("openssl {}", args.join(" ")));
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "1"]);
+        ca.extend(["-subj", "/CN=wirehook-tests CA"]);
+        openssl(&ca);
+        let sign = |name: &str, ext: String| {
+            std::fs::write(dir.join(format!("{name}.ext")), ext).expect("write extensions");
+            let (key, csr, pem, extf) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            let subj = format!("/CN=wirehook-tests {name}");
+            let mut req = vec!["req"];
+            req.extend(ec);
+            req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            openssl(&req);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "1",
+                "-extfile",
+                &extf,
+            ]);
+        };
+        // etcd 3.4's JSON gateway connects to its own gRPC port presenting
+        // the server certificate, so with client certificates required the
+        // server certificate must be good for client auth too, or etcd
+        // never starts serving.
+        sign(
+            "server",
+            format!("subjectAltName=IP:{server_ip}\nextendedKeyUsage=serverAuth,clientAuth\n"),
+        );
+        sign("client", "extendedKeyUsage=clientAuth\n".to_string());
+        EtcdTls {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
 }
 
 impl EtcdServer {
@@ -48,30 +139,50 @@ impl EtcdServer {
     /// `listen_ip:port`, peers on `listen_ip:port+1`) and waits until it
     /// answers `/health`. Panics, with etcd's log, if it does not.
     pub fn start(netns_path: &Path, listen_ip: impl Into<IpAddr>, port: u16) -> EtcdServer {
+        Self::start_inner(netns_path, listen_ip.into(), port, None)
+    }
+
+    /// Like [`start`](Self::start), serving clients over TLS with `tls`'s
+    /// server certificate and requiring client certificates signed by its CA.
+    pub fn start_tls(
+        netns_path: &Path,
+        listen_ip: impl Into<IpAddr>,
+        port: u16,
+        tls: &EtcdTls,
+    ) -> EtcdServer {
+        Self::start_inner(netns_path, listen_ip.into(), port, Some(tls.clone()))
+    }
+
+    fn start_inner(netns_path: &Path, ip: IpAddr, port: u16, tls: Option<EtcdTls>) -> EtcdServer {
         crate::host::require_root();
         assert!(port < u16::MAX, "etcd needs port+1 for its peer URL");
-        let dir = Path::new(TESTS_DIR).join(format!("{}-etcd", unique_name("etcd")));
+        // wh-etcd-<pid>-<n>, the pattern .ci/run clears after a killed run.
+        let dir = Path::new(TESTS_DIR).join(unique_name("etcd"));
         std::fs::create_dir_all(dir.join("data"))
             .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let server = EtcdServer {
             netns: netns_path.to_path_buf(),
-            ip: listen_ip.into(),
+            ip,
             port,
             dir,
+            tls,
             child: Mutex::new(None),
         };
         server.launch();
         server
     }
 
-    /// `http://IP:PORT` (IPv6 in brackets).
+    /// `http://IP:PORT` (`https://` with TLS; IPv6 in brackets).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.client_addr())
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.client_addr())
     }
 
-    /// The store URL wirehook's host config takes: `etcd://IP:PORT`.
+    /// The store URL wirehook's host config takes: `etcd://IP:PORT`
+    /// (`etcds://` with TLS).
     pub fn store_url(&self) -> String {
-        format!("etcd://{}", self.client_addr())
+        let scheme = if self.tls.is_some() { "etcds" } else { "etcd" };
+        format!("{scheme}://{}", self.client_addr())
     }
 
     /// The client address.
@@ -115,6 +226,7 @@ impl EtcdServer {
     }
 
     fn launch(&self) {
+        let log_start = self.log().len();
         let client = self.endpoint();
         let peer = format!("http://{}", SocketAddr::new(self.ip, self.port + 1));
         let log = std::fs::OpenOptions::new()
@@ -137,8 +249,17 @@ impl EtcdServer {
             // Quick elections: the member leads within a fraction of a
             // second, and the shortest lease lasts about 1 s.
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
-            .args(["--logger", "zap", "--log-outputs", "stderr"])
-            .current_dir("/")
+            .args(["--logger", "zap", "--log-outputs", "stderr"]);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        cmd.current_dir("/")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log file"))
             .stderr(log);
@@ -147,12 +268,15 @@ impl EtcdServer {
             Err(e) => panic!("wirehook-tests: cannot start etcd through nsenter: {e}"),
         };
         *self.child.lock().unwrap() = Some(child);
-        self.wait_ready();
+        self.wait_ready(log_start);
     }
 
     /// Polls `GET /health` from inside the namespace until etcd says it is
-    /// healthy (it has a leader).
-    fn wait_ready(&self) {
+    /// healthy (it has a leader). With TLS, which this harness does not
+    /// speak, it waits for the port to accept connections and for etcd to
+    /// log (past `log_start`) "serving client traffic securely", which etcd
+    /// 3.4 does once it is ready (has a leader) and its gateway is set up.
+    fn wait_ready(&self, log_start: usize) {
         let addr = self.client_addr();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -164,7 +288,16 @@ impl EtcdServer {
                     );
                 }
             }
-            let healthy = in_netns(&self.netns, move || health(addr));
+            let healthy = if self.tls.is_some() {
+                in_netns(&self.netns, move || {
+                    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                }) && self
+                    .log()
+                    .get(log_start..)
+                    .is_some_and(|l| l.contains("serving client traffic securely"))
+            } else {
+                in_netns(&self.netns, move || health(addr))
+            };
             if healthy {
                 return;
             }

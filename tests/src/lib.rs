@@ -115,7 +115,7 @@ pub use bundle::{write_hooks_d, Bundle, NETWORK_ANNOTATION};
 pub use cmd::OutputExt;
 pub use container::{oci_state, write_minimal_bundle, Container, NetNsEntry};
 pub use dummy_hook::{DummyHook, HookCall};
-pub use etcd::EtcdServer;
+pub use etcd::{EtcdServer, EtcdTls};
 pub use host::{find_link, TestHost};
 pub use runtime::{Runtime, RuntimeContainer};
 pub use sys::in_netns;

@@ -430,6 +430,7 @@ fn dead_endpoints_fail_within_the_timeout_with_one_line() {
         let t0 = Instant::now();
         let msg = one_line(&s.put("/k", b"v", None).unwrap_err());
         let took = t0.elapsed();
+        eprintln!("silent endpoint ({took:?}): {msg}");
         assert!(
             took >= Duration::from_millis(900) && took < Duration::from_secs(2),
             "{took:?}"
@@ -466,6 +467,7 @@ fn dead_endpoints_fail_within_the_timeout_with_one_line() {
         let t0 = Instant::now();
         let msg = one_line(&s.range("/").unwrap_err());
         let took = t0.elapsed();
+        eprintln!("four dead endpoints ({took:?}): {msg}");
         assert!(took < Duration::from_millis(2600), "{took:?}");
         assert!(
             msg.starts_with("cluster store: cannot reach etcd at any of"),
@@ -516,5 +518,67 @@ fn fails_over_to_a_live_endpoint() {
         assert_eq!(got[0].1, "/f/a");
         assert_eq!(got[1].1, "/f/b");
         stop.stop();
+    });
+}
+
+#[test]
+fn tls_with_client_certificates() {
+    let host = TestHost::new("tls");
+    let tls = EtcdTls::generate(&host.root().join("tls"), Ipv4Addr::LOCALHOST.into());
+    let stranger = EtcdTls::generate(&host.root().join("other-ca"), Ipv4Addr::LOCALHOST.into());
+    let etcd = EtcdServer::start_tls(host.netns_path(), Ipv4Addr::LOCALHOST, PORT, &tls);
+    assert_eq!(etcd.store_url(), "etcds://127.0.0.1:2379");
+    let env = Env { etcd, host };
+    inside(&env, || {
+        // TLS files in the config switch etcd:// to https.
+        let cfg = StoreConfig {
+            url: Some(URL.into()),
+            ca: Some(tls.ca.clone()),
+            cert: Some(tls.client_cert.clone()),
+            key: Some(tls.client_key.clone()),
+            timeout: None,
+        };
+        let s = Etcd::new(&cfg).unwrap();
+        assert_eq!(s.endpoints(), ["https://127.0.0.1:2379"]);
+        s.put("/tls/a", b"1", None).unwrap();
+        assert!(s.create(&[("/tls/b", b"2")]).unwrap());
+        let id = s.lease_grant(30).unwrap();
+        assert!(s.lease_keepalive(id).unwrap().is_some());
+        s.lease_revoke(id).unwrap();
+        let l = s.range("/tls/").unwrap();
+        assert_eq!(l.kvs.len(), 2);
+        let (rx, stop) = forward(s.watch("/tls/", l.revision + 1).unwrap());
+        s.put("/tls/c", b"3", None).unwrap();
+        assert_eq!(events(&rx, 1, Duration::from_secs(10))[0].1, "/tls/c");
+        stop.stop();
+
+        // Without a client certificate etcd ends the handshake.
+        let anonymous = Etcd::new(&StoreConfig {
+            cert: None,
+            key: None,
+            ..cfg.clone()
+        })
+        .unwrap();
+        let msg = one_line(&anonymous.get("/tls/a").unwrap_err());
+        eprintln!("without a client certificate: {msg}");
+        assert!(msg.contains("https://127.0.0.1:2379"), "{msg}");
+        assert!(msg.contains("client certificate"), "{msg}");
+        assert!(anonymous.watch("/tls/", 0).is_err());
+
+        // A CA that did not sign etcd's certificate: not trusted.
+        let distrustful = Etcd::new(&StoreConfig {
+            ca: Some(stranger.ca.clone()),
+            ..cfg.clone()
+        })
+        .unwrap();
+        let msg = one_line(&distrustful.get("/tls/a").unwrap_err());
+        eprintln!("with another CA: {msg}");
+        assert!(msg.contains("https://127.0.0.1:2379"), "{msg}");
+        assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+        let err = distrustful.watch("/tls/", 0).unwrap_err();
+        assert!(
+            one_line(&err).to_lowercase().contains("certificate"),
+            "{err}"
+        );
     });
 }

@@ -291,9 +291,22 @@ fn tls_config(cfg: &StoreConfig) -> Result<Arc<rustls::ClientConfig>> {
     Ok(Arc::new(config))
 }
 
-/// "3 s", "1.5 s".
+/// "3 s", "1.5 s" (to a tenth of a second).
 fn secs(d: Duration) -> String {
-    format!("{} s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
+    format!("{} s", (d.as_secs_f64() * 10.0).round() / 10.0)
+}
+
+/// On https, a server that hangs up right after the handshake has most
+/// likely refused the client certificate (TLS 1.3 reports that only after
+/// the client has started to send): say so.
+fn with_tls_hint(ep: &Endpoint, cause: String) -> String {
+    let refused_cert = cause.contains("fatal alert") && cause.contains("Certificate");
+    let hung_up = cause.starts_with("connection closed") || cause.starts_with("connection reset");
+    if ep.https && (refused_cert || hung_up) {
+        format!("{cause} during TLS: etcd may want a client certificate, check `cert` and `key`")
+    } else {
+        cause
+    }
 }
 
 /// The cause of an I/O failure in words, `limit` being the time that ran out
@@ -305,8 +318,20 @@ fn io_cause(e: &io::Error, limit: Duration) -> String {
             format!("no answer within {}", secs(limit))
         }
         io::ErrorKind::ConnectionReset => "connection reset".into(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionAborted => {
+            "connection closed by the server".into()
+        }
         io::ErrorKind::UnexpectedEof => "connection closed before the answer was complete".into(),
-        _ => e.to_string(),
+        // ureq wraps some errors in its own words: keep the cause only.
+        _ => {
+            let mut text = e.to_string();
+            for wrapper in ["Network Error: ", "Error encountered in the status line: "] {
+                if let Some(rest) = text.strip_prefix(wrapper) {
+                    text = rest.to_string();
+                }
+            }
+            text
+        }
     }
 }
 
@@ -453,7 +478,9 @@ impl Etcd {
                     self.preferred.store(idx, Ordering::Relaxed);
                     return Ok(w);
                 }
-                Err(WatchOpen::Unreachable(cause)) => failures.push((idx, cause)),
+                Err(WatchOpen::Unreachable(cause)) => {
+                    failures.push((idx, with_tls_hint(ep, cause)))
+                }
                 Err(WatchOpen::Refused(e)) => return Err(e),
             }
         }
@@ -549,7 +576,7 @@ impl Etcd {
                 Ok(resp) => (resp.status(), resp),
                 Err(ureq::Error::Status(code, resp)) => (code, resp),
                 Err(ureq::Error::Transport(t)) => {
-                    let cause = transport_cause(&t, connect_limit, left);
+                    let cause = with_tls_hint(ep, transport_cause(&t, connect_limit, left));
                     let not_sent = matches!(
                         t.kind(),
                         ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns
@@ -1301,5 +1328,7 @@ mod tests {
             "no answer within 1.5 s"
         );
         assert_eq!(secs(Duration::from_secs(3)), "3 s");
+        assert_eq!(secs(Duration::from_millis(996)), "1 s");
+        assert_eq!(secs(Duration::from_millis(1450)), "1.5 s");
     }
 }
