@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use wirehook_shared::cluster::{Etcd, StoreConfig};
 use wirehook_shared::overlay::{self, Identity};
-use wirehook_tests::cluster::{Cluster, UNDERLAY_GW};
+use wirehook_tests::cluster::Cluster;
 use wirehook_tests::*;
 
 struct Opts {
@@ -104,24 +104,6 @@ fn timed_hook(host: &TestHost, stage: &str, state: &str) -> Duration {
         String::from_utf8_lossy(&out.stderr)
     );
     d
-}
-
-/// etcd's served requests so far.
-fn etcd_requests(cluster: &Cluster) -> u64 {
-    let out = cluster
-        .underlay()
-        .exec(&[
-            "busybox",
-            "wget",
-            "-qO-",
-            &format!("http://{UNDERLAY_GW}:2379/metrics"),
-        ])
-        .expect_success("etcd metrics");
-    out.stdout_str()
-        .lines()
-        .filter(|l| l.starts_with("grpc_server_started_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 /// Registers `count` remote hosts in network `net` as they would register
@@ -212,7 +194,7 @@ fn scenario(remote: usize, n: usize) -> Row {
         containers.push((host.container(&format!("b{i}")), "bridge"));
     }
     let (mut os, mut bs, mut ot, mut bt) = (vec![], vec![], vec![], vec![]);
-    let before = etcd_requests(&cluster);
+    let before = cluster.etcd_requests();
     let mut overlay_starts = 0u64;
     for (c, net) in &containers {
         let bundle = c.bundle(NetNsEntry::Fresh);
@@ -232,7 +214,7 @@ fn scenario(remote: usize, n: usize) -> Row {
             bs.push(d);
         }
     }
-    let requests = etcd_requests(&cluster) - before;
+    let requests = cluster.etcd_requests() - before;
     for (c, net) in containers.iter().rev() {
         let bundle = host.root().join("no-bundle");
         let st = oci_state(c.id(), "stopped", None, &bundle, &[]);

@@ -76,6 +76,26 @@ impl Cluster {
         self.etcd.as_ref().expect("cluster made with_etcd")
     }
 
+    /// Requests etcd has served so far (its gRPC request counter; the JSON
+    /// gateway wirehook speaks goes through gRPC too), read with busybox
+    /// wget inside the underlay.
+    pub fn etcd_requests(&self) -> u64 {
+        let out = self
+            .underlay
+            .exec(&[
+                "busybox",
+                "wget",
+                "-qO-",
+                &format!("http://{UNDERLAY_GW}:{ETCD_PORT}/metrics"),
+            ])
+            .expect_success("etcd metrics");
+        out.stdout_str()
+            .lines()
+            .filter(|l| l.starts_with("grpc_server_started_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     /// `etcd://192.0.2.1:2379`.
     pub fn store_url(&self) -> String {
         format!("etcd://{UNDERLAY_GW}:{ETCD_PORT}")

@@ -547,7 +547,6 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
     // But a port held by a live container is refused at once, with its holder.
     let a = host.container("a");
     let b = host.container("b");
-    let t = std::time::Instant::now();
     wire(
         &host,
         &a,
@@ -556,23 +555,29 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
             ("io.wirehook.ports", "8282:80"),
         ],
     );
-    let one_setup = t.elapsed();
-    let t = std::time::Instant::now();
-    let out = setup(
-        &host,
-        &b,
+    // Waiting for a finishing teardown would take the whole window (made
+    // 30 s here); a live holder is refused at once.
+    let bundle = b.bundle(NetNsEntry::Fresh);
+    let state = b.state_json(
+        b.id(),
+        "creating",
         &[
             ("io.wirehook.network", "bridge"),
             ("io.wirehook.ports", "8282:80"),
         ],
-    )
-    .expect_failure("port held by a running container");
-    // Waiting for a finishing teardown would add its 2 s window; a live
-    // holder is refused at once (relative to a setup on this machine, so a
-    // slow VM kernel does not fail it).
+        &bundle,
+    );
+    let t = std::time::Instant::now();
+    let out = host
+        .wirehook_env(
+            &["hook", "createRuntime"],
+            Some(&state),
+            &[("WIREHOOK_FINISH_WAIT_MS", "30000")],
+        )
+        .expect_failure("port held by a running container");
     assert!(
-        t.elapsed() < one_setup + std::time::Duration::from_millis(1500),
-        "no waiting for a live holder: {:?} vs one setup {one_setup:?}",
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "no waiting for a live holder: {:?}",
         t.elapsed()
     );
     assert!(

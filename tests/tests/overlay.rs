@@ -379,25 +379,6 @@ fn hosts_starting_their_first_container_at_once_never_share_a_subnet() {
     }
 }
 
-/// Requests etcd has served so far (its gRPC counter; the JSON gateway
-/// goes through gRPC too).
-fn etcd_requests(cluster: &Cluster) -> u64 {
-    let out = cluster
-        .underlay()
-        .exec(&[
-            "busybox",
-            "wget",
-            "-qO-",
-            &format!("http://{UNDERLAY_GW}:2379/metrics"),
-        ])
-        .expect_success("etcd metrics");
-    out.stdout_str()
-        .lines()
-        .filter(|l| l.starts_with("grpc_server_started_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 #[test]
 fn a_container_start_costs_one_etcd_request_and_teardown_none() {
     let cluster = Cluster::with_etcd("ovrt");
@@ -407,13 +388,13 @@ fn a_container_start_costs_one_etcd_request_and_teardown_none() {
     let _first = wire_on(&h1, "first", "ov");
     let _other = wire_on(&h2, "other", "ov");
     reconcile(&h1);
-    let before = etcd_requests(&cluster);
+    let before = cluster.etcd_requests();
     let c = wire_on(&h1, "second", "ov");
-    let after_setup = etcd_requests(&cluster);
+    let after_setup = cluster.etcd_requests();
     assert_eq!(after_setup - before, 1, "one read of the network's keys");
     unwire(&h1, c.id());
     assert_eq!(
-        etcd_requests(&cluster),
+        cluster.etcd_requests(),
         after_setup,
         "teardown never asks etcd"
     );

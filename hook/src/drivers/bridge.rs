@@ -141,12 +141,23 @@ pub fn port_rules(ports: &[PortMapping], addresses: &[IpNetwork]) -> Vec<PortRul
     rules
 }
 
+/// How long a start waits for a finishing teardown to let go of what it
+/// asks for: `default_ms`, or `WIREHOOK_FINISH_WAIT_MS` (tests make it
+/// long, to tell waiting from not waiting on a slow machine).
+fn finishing_wait(default_ms: u64) -> std::time::Duration {
+    let ms = std::env::var("WIREHOOK_FINISH_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default_ms);
+    std::time::Duration::from_millis(ms)
+}
+
 /// Take a static address. If its holder is a container whose teardown is
 /// still finishing (its record is gone, its flows are being flushed), wait
 /// for the release instead of failing: a container restarted with the same
 /// address must not race its own previous teardown.
 fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Result<Lease> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let deadline = std::time::Instant::now() + finishing_wait(3000);
     loop {
         match ipam.take_static(ip, cx.id) {
             Err(Error::Conflict(msg)) => {
@@ -190,7 +201,7 @@ fn held_by_finishing_teardown(paths: &Paths, ip: IpAddr) -> bool {
 /// teardown is finishing is waited for (a restarted container asks for
 /// the same ports at once); any other holder is an error.
 fn add_ports_when_free(cx: &SetupCx<'_>, rules: &[PortRule]) -> Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + finishing_wait(2000);
     loop {
         match firewall::add_ports(rules) {
             Err(e) => {

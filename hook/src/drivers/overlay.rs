@@ -186,6 +186,7 @@ pub fn realize(
     let bridge = overlay::bridge_name(&def.name);
     let vxlan = overlay::vxlan_name(&def.name);
     let previous = LocalState::load(paths, &def.name)?;
+    let previous_revision = previous.as_ref().map_or(0, |p| p.revision);
 
     // Fast path: devices as this host left them.
     let br = nl.link(&bridge)?;
@@ -219,7 +220,12 @@ pub fn realize(
         updated: wirehook_shared::network::now(),
     };
     let desired = view.peers(&me.host);
-    if full || !in_place || desired != state.peers {
+    // A container start read the store before it took the lock; if the
+    // agent has since programmed a newer state, that one stands.
+    let stale = !full && in_place && view.revision < previous_revision;
+    if stale {
+        state.revision = previous_revision;
+    } else if full || !in_place || desired != state.peers {
         fail_point("overlay-peers")?;
         sync_peers(nl, &def, &mut state, desired, full || !in_place)?;
         state.save(paths)?;
