@@ -1,6 +1,7 @@
 //! End to end: the real `wiretop` binary in a tmux pane, driven with
 //! send-keys and read with capture-pane: start, move, filter, open the
-//! detail, quit cleanly (terminal restored, exit status 0).
+//! detail, sort by a mouse click on a title, quit cleanly (terminal
+//! restored, exit status 0).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -103,6 +104,22 @@ fn interactive_session() {
     ])
     .expect_success("tmux new-session");
     t.wait_for("namespaces");
+    let s = t.wait_for("NAME▲");
+    // A mouse click on the RX title sorts by it (largest first): an SGR
+    // mouse report, as a terminal sends it, typed into the pane.
+    let (row, line) = s
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("NAME▲"))
+        .expect("header row");
+    let col = line
+        .find(" RX ")
+        .map(|b| line[..b].chars().count() + 1)
+        .expect("RX title");
+    t.keys(&["-l", &format!("\x1b[<0;{};{}M", col + 1, row + 1)]);
+    t.keys(&["-l", &format!("\x1b[<0;{};{}m", col + 1, row + 1)]);
+    t.wait_for("RX▼");
+    t.keys(&["1"]); // back to NAME (keyboard)
     t.wait_for("NAME▲");
     // Move down and back up.
     t.keys(&["Down", "Down", "Up"]);
