@@ -58,6 +58,23 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// Wait (bounded) until the pane no longer shows `text`.
+    fn wait_until_gone(&self, text: &str) {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if !s.contains(text) {
+                return;
+            }
+            if Instant::now() > end {
+                panic!("pane still shows {text:?}:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
@@ -138,6 +155,9 @@ fn interactive_session() {
     t.keys(&["?"]);
     t.wait_for("wiretop help");
     t.keys(&["Escape"]);
+    // Wait for the help to close before the next key: a lone ESC read
+    // together with the next byte is Alt+that key.
+    t.wait_until_gone("wiretop help");
     t.keys(&["t"]);
     t.wait_for("[topology]");
     t.keys(&["q"]);
