@@ -302,3 +302,107 @@ fn rates_follow_traffic_and_namespaces_come_and_go() {
         }
     }
 }
+
+/// A copy of the wiretop binary that any user may run, removed on drop
+/// (the build tree may not be open to an unprivileged user).
+struct BinCopy(PathBuf);
+
+impl BinCopy {
+    fn new(tag: &str) -> BinCopy {
+        let dir = std::env::temp_dir().join(format!("{tag}-bin"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("temp dir");
+        let bin = dir.join("wiretop");
+        std::fs::copy(wiretop_bin(), &bin).expect("copy wiretop");
+        sh(&format!("chmod 0755 {} {}", dir.display(), bin.display()));
+        BinCopy(dir)
+    }
+    fn bin(&self) -> PathBuf {
+        self.0.join("wiretop")
+    }
+}
+
+impl Drop for BinCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// wiretop without the privilege to enter other namespaces (as user
+/// nobody, and as root with every capability dropped): a namespace it
+/// may not enter is listed with that reason, its own namespace is still
+/// read, and it exits 0.
+#[test]
+fn namespace_it_may_not_enter_is_listed_with_the_reason() {
+    let host = TestHost::new("wtdeny");
+    let locked = format!("{}-locked", host.name());
+    let _guard = Netns(vec![locked.clone()]);
+    let h = host.name();
+    sh(&format!(
+        "ip netns add {locked}
+         ip -n {h} link add dv0 type veth peer name eth0 netns {locked}
+         ip -n {locked} link set eth0 up"
+    ));
+    let copy = BinCopy::new(h);
+    let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let own: u64 = own
+        .to_str()
+        .and_then(|s| s.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok())
+        .expect("own namespace inode");
+    let ways: [(&str, &[&str]); 2] = [
+        (
+            "user nobody",
+            &["--reuid=65534", "--regid=65534", "--clear-groups"],
+        ),
+        (
+            "root without capabilities",
+            &["--inh-caps=-all", "--bounding-set=-all"],
+        ),
+    ];
+    for (how, args) in ways {
+        let out = Command::new("setpriv")
+            .args(args)
+            .arg("--")
+            .arg(copy.bin())
+            .args(["--once", "--json"])
+            .output()
+            .unwrap_or_else(|e| panic!("setpriv (util-linux) is needed: {e}"));
+        let out = out.expect_success(&format!("wiretop --once --json as {how}"));
+        let snap: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let ns = namespace(&snap, &locked)
+            .unwrap_or_else(|| panic!("as {how}: {locked} is not listed: {snap}"));
+        let err = ns["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("as {how}: {locked} has no error, so it was entered: {ns}"));
+        assert!(
+            err.contains("may not enter") && err.contains("EPERM"),
+            "as {how}: {err}"
+        );
+        assert_eq!(ns["links"].as_array().map(Vec::len), Some(0), "{ns}");
+        // Its own namespace needs no privilege: read in full.
+        let me = by_inode(&snap, own);
+        assert!(
+            me["error"].is_null(),
+            "as {how}: own namespace: {}",
+            me["error"]
+        );
+        assert!(
+            me["links"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["kind"] == "loopback"),
+            "as {how}: {me}"
+        );
+    }
+    // As root with its capabilities, the same namespace is read.
+    let out = Command::new(copy.bin())
+        .args(["--once", "--json"])
+        .output()
+        .expect("wiretop");
+    let snap: Value =
+        serde_json::from_slice(&out.expect_success("wiretop as root").stdout).unwrap();
+    let ns = namespace(&snap, &locked).expect("listed");
+    assert!(ns["error"].is_null(), "{}", ns["error"]);
+    assert_eq!(link(ns, "eth0")["peer"]["ifname"], "dv0");
+}

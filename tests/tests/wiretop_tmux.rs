@@ -1,6 +1,7 @@
 //! End to end: the real `wiretop` binary in a tmux pane, driven with
 //! send-keys and read with capture-pane: start, move, filter, open the
-//! detail, quit cleanly (terminal restored, exit status 0).
+//! detail, sort by a mouse click on a title, quit cleanly (terminal
+//! restored, exit status 0).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -57,6 +58,23 @@ impl Tmux {
     }
 }
 
+impl Tmux {
+    /// Wait (bounded) until the pane no longer shows `text`.
+    fn wait_until_gone(&self, text: &str) {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if !s.contains(text) {
+                return;
+            }
+            if Instant::now() > end {
+                panic!("pane still shows {text:?}:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux")
@@ -103,6 +121,22 @@ fn interactive_session() {
     ])
     .expect_success("tmux new-session");
     t.wait_for("namespaces");
+    let s = t.wait_for("NAME▲");
+    // A mouse click on the RX title sorts by it (largest first): an SGR
+    // mouse report, as a terminal sends it, typed into the pane.
+    let (row, line) = s
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("NAME▲"))
+        .expect("header row");
+    let col = line
+        .find(" RX ")
+        .map(|b| line[..b].chars().count() + 1)
+        .expect("RX title");
+    t.keys(&["-l", &format!("\x1b[<0;{};{}M", col + 1, row + 1)]);
+    t.keys(&["-l", &format!("\x1b[<0;{};{}m", col + 1, row + 1)]);
+    t.wait_for("RX▼");
+    t.keys(&["1"]); // back to NAME (keyboard)
     t.wait_for("NAME▲");
     // Move down and back up.
     t.keys(&["Down", "Down", "Up"]);
@@ -121,6 +155,9 @@ fn interactive_session() {
     t.keys(&["?"]);
     t.wait_for("wiretop help");
     t.keys(&["Escape"]);
+    // Wait for the help to close before the next key: a lone ESC read
+    // together with the next byte is Alt+that key.
+    t.wait_until_gone("wiretop help");
     t.keys(&["t"]);
     t.wait_for("[topology]");
     t.keys(&["q"]);

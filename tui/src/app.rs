@@ -2,7 +2,8 @@
 //! terminal or the host: samples come in through [`App::apply`], keys and
 //! mouse events through [`App::on_key`] / [`App::on_mouse`].
 
-use std::collections::{HashMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use ratatui::crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
@@ -78,9 +79,39 @@ pub struct App {
     pub history: HashMap<u64, VecDeque<u64>>,
     /// Where the list's rows were drawn last (for mouse selection).
     pub list_area: Rect,
+    /// Where each column's header was drawn last: (column, first x, last
+    /// x + 1), for sorting by a click on a header.
+    pub header_cols: Vec<(Column, u16, u16)>,
     /// Rows the list showed last (page up/down).
     pub page: usize,
     pub samples: u64,
+    /// wiretop's own CPU and memory, shown in the header (none in tests).
+    pub usage: Option<SelfUsage>,
+    /// The list's order, computed once per sample, filter or sort change
+    /// (a frame asks for it several times; sorting 1000 namespaces by
+    /// name each time was most of the view's CPU).
+    order: RefCell<Option<Order>>,
+}
+
+/// wiretop's own resource use (see `wirehook_shared::inspect::procs`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SelfUsage {
+    /// Percent of one core since the previous reading.
+    pub cpu_percent: f64,
+    /// Resident memory, bytes.
+    pub rss: u64,
+}
+
+/// The cached row order and what it was computed from.
+struct Order {
+    samples: u64,
+    filter: String,
+    sort: Column,
+    desc: bool,
+    /// Indexes into `snap.namespaces`, filtered and sorted.
+    rows: Vec<usize>,
+    /// Widest display name among the rows (characters).
+    name_width: usize,
 }
 
 impl App {
@@ -101,8 +132,11 @@ impl App {
             interval,
             history: HashMap::new(),
             list_area: Rect::default(),
+            header_cols: Vec::new(),
             page: 10,
             samples: 0,
+            usage: None,
+            order: RefCell::new(None),
         }
     }
 
@@ -115,26 +149,27 @@ impl App {
         for ns in &snap.namespaces {
             let h = self.history.entry(ns.inode).or_default();
             let v = ns.totals.rate.map(|r| r.total_bytes() as u64).unwrap_or(0);
-            h.push_back(v);
-            while h.len() > HISTORY {
+            if h.len() == HISTORY {
                 h.pop_front();
             }
+            h.push_back(v);
         }
-        self.history
-            .retain(|ino, _| snap.namespaces.iter().any(|n| n.inode == *ino));
+        if self.history.len() > snap.namespaces.len() {
+            let live: HashSet<u64> = snap.namespaces.iter().map(|n| n.inode).collect();
+            self.history.retain(|ino, _| live.contains(ino));
+        }
         self.snap = snap;
         self.fix_selection();
     }
 
-    fn matches(&self, ns: &Namespace) -> bool {
-        if self.filter.is_empty() {
+    fn matches(&self, ns: &Namespace, f: &str) -> bool {
+        if f.is_empty() {
             return true;
         }
-        let f = self.filter.to_lowercase();
-        let hit = |s: &str| s.to_lowercase().contains(&f);
+        let hit = |s: &str| s.to_lowercase().contains(f);
         hit(&ns.display_name())
             || hit(ns.mode())
-            || ns.inode.to_string().contains(&f)
+            || ns.inode.to_string().contains(f)
             || ns.names.iter().any(|n| hit(&n.name))
             || ns
                 .container
@@ -142,44 +177,113 @@ impl App {
                 .is_some_and(|c| hit(&c.id) || c.networks.iter().any(|n| hit(n)))
             || ns.links.iter().any(|l| hit(&l.name))
             || ns.addresses.iter().any(|a| hit(&a.address))
-            || ns.processes.iter().any(|p| hit(&p.comm))
+            || ns
+                .processes
+                .iter()
+                .any(|p| hit(&p.comm) || p.cmd.as_deref().is_some_and(hit))
     }
 
-    /// The namespaces the list shows, filtered and sorted.
-    pub fn rows(&self) -> Vec<&Namespace> {
-        let mut v: Vec<&Namespace> = self
+    /// Filter and sort the namespaces (indexes into `snap.namespaces`).
+    fn compute_order(&self) -> Order {
+        let f = self.filter.to_lowercase();
+        // Sort keys once per namespace, not once per comparison.
+        enum Key {
+            Text(String),
+            Num(f64),
+        }
+        let mut keyed: Vec<(Key, &Namespace, usize)> = self
             .snap
             .namespaces
             .iter()
-            .filter(|n| self.matches(n))
+            .enumerate()
+            .filter(|(_, n)| self.matches(n, &f))
+            .map(|(i, n)| {
+                let k = match self.sort {
+                    Column::Name => Key::Text(n.display_name().to_lowercase()),
+                    Column::Mode => Key::Text(n.mode().to_string()),
+                    Column::Network => Key::Text(network(n)),
+                    Column::Links => Key::Num(n.links.len() as f64),
+                    Column::Addresses => Key::Num(n.addresses.len() as f64),
+                    Column::Rx => Key::Num(n.totals.rate.map(|r| r.rx_bytes).unwrap_or(0.0)),
+                    Column::Tx => Key::Num(n.totals.rate.map(|r| r.tx_bytes).unwrap_or(0.0)),
+                };
+                (k, n, i)
+            })
             .collect();
-        let rx = |n: &Namespace| n.totals.rate.map(|r| r.rx_bytes).unwrap_or(0.0);
-        let tx = |n: &Namespace| n.totals.rate.map(|r| r.tx_bytes).unwrap_or(0.0);
-        v.sort_by(|a, b| {
-            let o = match self.sort {
-                Column::Name => b.host.cmp(&a.host).then_with(|| {
-                    a.display_name()
-                        .to_lowercase()
-                        .cmp(&b.display_name().to_lowercase())
-                }),
-                Column::Mode => a.mode().cmp(b.mode()),
-                Column::Network => network(a).cmp(&network(b)),
-                Column::Links => a.links.len().cmp(&b.links.len()),
-                Column::Addresses => a.addresses.len().cmp(&b.addresses.len()),
-                Column::Rx => rx(a).total_cmp(&rx(b)),
-                Column::Tx => tx(a).total_cmp(&tx(b)),
+        let name_sort = self.sort == Column::Name;
+        keyed.sort_by(|(ka, a, _), (kb, b, _)| {
+            let o = match (ka, kb) {
+                (Key::Text(x), Key::Text(y)) => x.cmp(y),
+                (Key::Num(x), Key::Num(y)) => x.total_cmp(y),
+                _ => std::cmp::Ordering::Equal,
+            };
+            // By name, the host first (last when reversed).
+            let o = if name_sort {
+                b.host.cmp(&a.host).then(o)
+            } else {
+                o
             };
             let o = if self.sort_desc { o.reverse() } else { o };
             // The host first among equals, then by inode: a stable order.
             o.then(b.host.cmp(&a.host)).then(a.inode.cmp(&b.inode))
         });
-        v
+        let name_width = keyed
+            .iter()
+            .map(|(_, n, _)| n.display_name().chars().count())
+            .max()
+            .unwrap_or(0);
+        Order {
+            samples: self.samples,
+            filter: self.filter.clone(),
+            sort: self.sort,
+            desc: self.sort_desc,
+            rows: keyed.into_iter().map(|(_, _, i)| i).collect(),
+            name_width,
+        }
+    }
+
+    /// The cached order, recomputed when the sample, filter or sort
+    /// changed since.
+    fn order(&self) -> std::cell::Ref<'_, Order> {
+        {
+            let mut c = self.order.borrow_mut();
+            let fresh = c.as_ref().is_some_and(|o| {
+                o.samples == self.samples
+                    && o.sort == self.sort
+                    && o.desc == self.sort_desc
+                    && o.filter == self.filter
+                    && o.rows.iter().all(|&i| i < self.snap.namespaces.len())
+            });
+            if !fresh {
+                *c = Some(self.compute_order());
+            }
+        }
+        std::cell::Ref::map(self.order.borrow(), |o| o.as_ref().expect("computed"))
+    }
+
+    /// The namespaces the list shows, filtered and sorted.
+    pub fn rows(&self) -> Vec<&Namespace> {
+        self.order()
+            .rows
+            .iter()
+            .map(|&i| &self.snap.namespaces[i])
+            .collect()
+    }
+
+    /// How many rows the list shows.
+    pub fn row_count(&self) -> usize {
+        self.order().rows.len()
+    }
+
+    /// The widest name among the rows, in characters.
+    pub fn name_width(&self) -> usize {
+        self.order().name_width
     }
 
     pub fn selected_index(&self) -> Option<usize> {
-        let rows = self.rows();
-        self.selected
-            .and_then(|s| rows.iter().position(|n| n.inode == s))
+        let s = self.selected?;
+        let ns = &self.snap.namespaces;
+        self.order().rows.iter().position(|&i| ns[i].inode == s)
     }
 
     pub fn selected_ns(&self) -> Option<&Namespace> {
@@ -187,22 +291,35 @@ impl App {
     }
 
     fn fix_selection(&mut self) {
-        let rows = self.rows();
-        if rows.is_empty() {
-            return;
-        }
         if self.selected_index().is_none() {
-            self.selected = Some(rows[0].inode);
+            self.select(0);
         }
     }
 
     fn select(&mut self, i: usize) {
-        let rows = self.rows();
-        if rows.is_empty() {
-            return;
+        let pick = {
+            let o = self.order();
+            o.rows
+                .get(i.min(o.rows.len().saturating_sub(1)))
+                .map(|&j| self.snap.namespaces[j].inode)
+        };
+        if pick.is_some() {
+            self.selected = pick;
         }
-        let i = i.min(rows.len() - 1);
-        self.selected = Some(rows[i].inode);
+    }
+
+    /// Sort by `col`; the column already sorted by reverses instead.
+    /// Numbers sort largest first, text A to Z.
+    pub fn sort_by(&mut self, col: Column) {
+        if self.sort == col {
+            self.sort_desc = !self.sort_desc;
+        } else {
+            self.sort = col;
+            self.sort_desc = matches!(
+                col,
+                Column::Rx | Column::Tx | Column::Links | Column::Addresses
+            );
+        }
     }
 
     fn move_by(&mut self, d: isize) {
@@ -308,25 +425,15 @@ impl App {
                 self.sort = Column::ALL[(i + Column::ALL.len() - 1) % Column::ALL.len()];
             }
             KeyCode::Char('r') => self.sort_desc = !self.sort_desc,
-            KeyCode::Char(c @ '1'..='7') => {
-                let col = Column::ALL[(c as u8 - b'1') as usize];
-                if self.sort == col {
-                    self.sort_desc = !self.sort_desc;
-                } else {
-                    self.sort = col;
-                    self.sort_desc = matches!(
-                        col,
-                        Column::Rx | Column::Tx | Column::Links | Column::Addresses
-                    );
-                }
-            }
+            KeyCode::Char(c @ '1'..='7') => self.sort_by(Column::ALL[(c as u8 - b'1') as usize]),
             _ => {}
         }
         false
     }
 
     /// Mouse: wheel scrolls, a click on a list row selects it, a click on
-    /// the selected row opens its detail, a click on a header sorts.
+    /// the selected row opens its detail, a click on a column's title sorts
+    /// by it (again: reverses).
     pub fn on_mouse(&mut self, m: MouseEvent) {
         match m.kind {
             MouseEventKind::ScrollDown => self.move_by(3),
@@ -341,12 +448,24 @@ impl App {
                     return;
                 }
                 if m.row == a.y {
-                    return; // header: sorting by click is not offered (keys 1-7)
+                    // The header: a click on a column's title sorts by it.
+                    let hit = self
+                        .header_cols
+                        .iter()
+                        .find(|(_, x0, x1)| (*x0..*x1).contains(&m.column))
+                        .map(|(c, _, _)| *c);
+                    if let Some(c) = hit {
+                        self.sort_by(c);
+                    }
+                    return;
                 }
                 let i = self.offset + (m.row - a.y - 1) as usize;
-                let rows = self.rows();
-                if let Some(ns) = rows.get(i) {
-                    let ino = ns.inode;
+                let hit = self
+                    .order()
+                    .rows
+                    .get(i)
+                    .map(|&j| self.snap.namespaces[j].inode);
+                if let Some(ino) = hit {
                     if self.selected == Some(ino) {
                         self.view = View::Detail;
                         self.scroll = 0;

@@ -11,6 +11,8 @@ use clap::Parser;
 use ratatui::crossterm::event::{self, DisableMouseCapture, EnableMouseCapture, Event};
 use ratatui::crossterm::execute;
 
+use wirehook_shared::inspect::SelfMonitor;
+use wiretop::app::SelfUsage;
 use wiretop::collector::{self, Control, Msg};
 use wiretop::source::{rated, DemoSource, OsSource, Source};
 use wiretop::{ui, App};
@@ -127,9 +129,18 @@ fn run(
             }
         })?;
     let mut app = App::new(interval);
+    let mut monitor = SelfMonitor::new();
     loop {
         terminal.draw(|f| ui::draw(f, &mut app))?;
         let Ok(msg) = rx.recv() else { break };
+        if matches!(msg, Msg::Sample(_)) {
+            if let Some((Some(cpu), rss)) = monitor.sample() {
+                app.usage = Some(SelfUsage {
+                    cpu_percent: cpu,
+                    rss,
+                });
+            }
+        }
         let mut quit = handle(&mut app, msg);
         // Apply whatever else is queued before drawing again.
         while let (false, Ok(m)) = (quit, rx.try_recv()) {

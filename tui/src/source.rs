@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use wirehook_shared::inspect::model::Address;
 use wirehook_shared::inspect::{
     ContainerInfo, Counters, Discovery, Link, NameSource, Namespace, NsName, PeerRef, Process,
-    Reader, Route, Snapshot, StateDirs,
+    RateBase, Reader, Route, Snapshot, StateDirs,
 };
 use wirehook_shared::paths::Paths;
 
@@ -15,15 +15,15 @@ pub trait Source: Send {
     fn sample(&mut self) -> Snapshot;
 }
 
-/// Take a sample and apply rates against the previous one, which it
-/// replaces.
-pub fn rated(source: &mut dyn Source, prev: &mut Option<Snapshot>) -> Snapshot {
+/// Take a sample and apply rates against the previous one's counters,
+/// which it replaces.
+pub fn rated(source: &mut dyn Source, prev: &mut Option<RateBase>) -> Snapshot {
     let mut s = source.sample();
     match prev {
-        Some(p) => s.apply_rates(p),
+        Some(p) => s.apply_rates_from(p),
         None => s.finish(),
     }
-    *prev = Some(s.clone());
+    *prev = Some(s.rate_base());
     s
 }
 
@@ -49,7 +49,7 @@ impl OsSource {
 impl Source for OsSource {
     fn sample(&mut self) -> Snapshot {
         let found = self.discovery.discover();
-        self.reader.read(&found)
+        self.reader.read_owned(found)
     }
 }
 
@@ -205,6 +205,7 @@ fn ns(
             .map(|(p, c)| Process {
                 pid: *p,
                 comm: (*c).into(),
+                cmd: demo_cmd(c),
             })
             .collect(),
         process_count: procs.len(),
@@ -214,6 +215,24 @@ fn ns(
         error: None,
         totals: Default::default(),
     }
+}
+
+/// Command lines of the demo's processes.
+fn demo_cmd(comm: &str) -> Option<String> {
+    Some(
+        match comm {
+            "systemd" => "/sbin/init",
+            "sshd" => "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups",
+            "containerd" => "/usr/bin/containerd",
+            "nginx" => "nginx: master process nginx -g daemon off;",
+            "postgres" => "postgres -D /var/lib/postgresql/data",
+            "redis-server" => "redis-server *:6379",
+            "cupsd" => "/usr/sbin/cupsd -f",
+            "python3" => "python3 /app/batch.py --queue nightly",
+            _ => return None,
+        }
+        .into(),
+    )
 }
 
 fn addr(ifindex: u32, ifname: &str, a: &str) -> Address {
@@ -300,7 +319,12 @@ pub fn demo_snapshot(tick: u64, interval: f64) -> Snapshot {
         HOST,
         vec![(NameSource::Host, "host")],
         None,
-        &[(1, "systemd"), (412, "sshd"), (977, "containerd")],
+        &[
+            (1, "systemd"),
+            (2, "kthreadd"), // a kernel thread: no command line
+            (412, "sshd"),
+            (977, "containerd"),
+        ],
     );
     host.process_count = 143;
     host.links = vec![
@@ -494,7 +518,8 @@ pub fn demo_snapshot(tick: u64, interval: f64) -> Snapshot {
         None,
         &[],
     );
-    denied.error = Some("cannot enter namespace: EPERM: Operation not permitted".into());
+    denied.error =
+        Some("may not enter it (EPERM): wiretop needs CAP_SYS_ADMIN, run it as root".into());
     out.push(denied);
     let mut all = vec![host];
     all.extend(out);

@@ -12,7 +12,7 @@ use ratatui::crossterm::event::{
 };
 use ratatui::style::Color;
 use ratatui::Terminal;
-use wiretop::app::View;
+use wiretop::app::{Column, View};
 use wiretop::source::{rated, DemoSource, FixedSource, Source};
 use wiretop::{ui, App};
 
@@ -194,7 +194,7 @@ fn colours_carry_meaning() {
     let mut app = app_after(4);
     let t = render(&mut app, 120, 36);
     // A namespace that cannot be read is red.
-    let (x, y) = find(&t, "cannot read");
+    let (x, y) = find(&t, "may not enter");
     assert_eq!(t.backend().buffer()[(x, y)].fg, Color::Red);
     // The selected row is reversed.
     let (x, y) = find(&t, "host");
@@ -237,4 +237,88 @@ fn colours_carry_meaning() {
     let t = render(&mut app, 120, 36);
     let (x, y) = find(&t, "PAUSED");
     assert_eq!(t.backend().buffer()[(x, y)].bg, Color::Yellow);
+}
+
+/// The header row's text and where the list's header is.
+fn header_row(app: &App, t: &Terminal<TestBackend>) -> (String, u16) {
+    let y = app.list_area.y;
+    let buf = t.backend().buffer();
+    let line: String = (0..buf.area.width)
+        .map(|x| buf[(x, y)].symbol().to_string())
+        .collect();
+    (line, y)
+}
+
+fn click(app: &mut App, column: u16, row: u16) {
+    app.on_mouse(MouseEvent {
+        kind: MouseEventKind::Down(MouseButton::Left),
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    });
+}
+
+#[test]
+fn mouse_click_on_a_header_sorts() {
+    for (w, h) in [(120, 36), (80, 24)] {
+        let mut app = app_after(4);
+        // Every title, wherever the table put it, sorts by its column.
+        for col in Column::ALL {
+            let t = render(&mut app, w, h);
+            let (line, y) = header_row(&app, &t);
+            let at = line
+                .split(' ')
+                .scan(0usize, |x, word| {
+                    let here = *x;
+                    *x += word.chars().count() + 1;
+                    Some((here, word))
+                })
+                .find(|(_, word)| word.trim_end_matches(['▲', '▼']) == col.title())
+                .map(|(x, _)| x as u16)
+                .unwrap_or_else(|| panic!("{} not in the header at {w}x{h}: {line}", col.title()));
+            // Its last letter, not only the first.
+            click(&mut app, at + col.title().chars().count() as u16 - 1, y);
+            assert_eq!(app.sort, col, "click on {} at {w}x{h}", col.title());
+        }
+    }
+
+    let mut app = app_after(4);
+    let t = render(&mut app, 120, 36);
+    let (x, y) = find(&t, "RX");
+    assert_eq!(y, app.list_area.y, "RX is the header's");
+    click(&mut app, x, y);
+    assert_eq!(
+        (app.sort, app.sort_desc),
+        (Column::Rx, true),
+        "numbers: largest first"
+    );
+    let rx = |app: &App| -> Vec<f64> {
+        app.rows()
+            .iter()
+            .map(|n| n.totals.rate.map(|r| r.rx_bytes).unwrap_or(0.0))
+            .collect()
+    };
+    let v = rx(&app);
+    assert!(v.windows(2).all(|p| p[0] >= p[1]), "descending: {v:?}");
+    insta::assert_snapshot!("sorted_by_click_rx", screen(&mut app, 120, 16));
+    // The same title again reverses.
+    click(&mut app, x, y);
+    assert_eq!((app.sort, app.sort_desc), (Column::Rx, false));
+    let v = rx(&app);
+    assert!(v.windows(2).all(|p| p[0] <= p[1]), "ascending: {v:?}");
+    // Off the titles (the sparkline's column, the row of the top line):
+    // no change; a click on a row still selects.
+    let (tx_, ty) = find(&t, "TRAFFIC");
+    click(&mut app, tx_ + 2, ty);
+    click(&mut app, 2, 0);
+    assert_eq!((app.sort, app.sort_desc), (Column::Rx, false));
+    let before = app.selected;
+    click(&mut app, 2, y + 3);
+    assert_ne!(app.selected, before);
+    assert_eq!(app.view, View::List);
+    // NAME: A to Z with the host first.
+    let (x, y) = find(&t, "NAME");
+    click(&mut app, x, y);
+    assert_eq!((app.sort, app.sort_desc), (Column::Name, false));
+    assert!(app.rows()[0].host);
 }

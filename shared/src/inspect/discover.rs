@@ -6,12 +6,15 @@
 //! `/run/wirehook/netns`, podman's `netns-*`, any other). Names come from
 //! wirehook's container records, runc's (`/run/runc/ID/state.json`) and
 //! crun's (`/run/crun/ID/status`) state directories, the mount points, and
-//! the processes inside (`/proc/PID/comm`).
+//! the processes inside (names and command lines through sysinfo, see
+//! [`super::procs`]).
 //!
-//! [`Discovery`] keeps caches between calls: process names by pid, and
-//! the parsed records and runtime states, re-read only when their
-//! directory changed (records and states are written by rename, which
-//! changes the directory's mtime).
+//! [`Discovery`] keeps caches between calls: the process table (a command
+//! line is read once per process), the parsed records and runtime states,
+//! re-read only when their directory changed (records and states are
+//! written by rename, which changes the directory's mtime), and the
+//! mount table, re-read only when the kernel says it changed (poll on
+//! `/proc/self/mountinfo`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::model::{ContainerInfo, NameSource, NsName, Process, MAX_PROCESSES};
+use super::procs::ProcTable;
 use crate::paths::Paths;
 use crate::store::{ContainerRecord, Mode, Records};
 
@@ -55,8 +59,8 @@ impl Default for StateDirs {
 pub struct Discovery {
     paths: Paths,
     dirs: StateDirs,
-    proc_root: PathBuf,
-    comm: HashMap<i32, String>,
+    procs: ProcTable,
+    mounts: MountWatch,
     records: DirCache<Vec<ContainerRecord>>,
     runtime: HashMap<PathBuf, DirCache<Vec<(String, u64)>>>,
 }
@@ -155,16 +159,11 @@ impl Discovery {
         Discovery {
             paths,
             dirs,
-            proc_root: PathBuf::from("/proc"),
-            comm: HashMap::new(),
+            procs: ProcTable::new(),
+            mounts: MountWatch::default(),
             records: DirCache::default(),
             runtime: HashMap::new(),
         }
-    }
-
-    fn ns_of_pid(&self, pid: i32) -> Option<u64> {
-        let t = std::fs::read_link(self.proc_root.join(format!("{pid}/ns/net"))).ok()?;
-        parse_ns_link(t.to_str()?)
     }
 
     fn refresh_records(&mut self) {
@@ -201,7 +200,7 @@ impl Discovery {
                 let ino = path
                     .as_deref()
                     .and_then(crate::netns::inode_of_path)
-                    .or_else(|| self.ns_of_pid(pid));
+                    .or_else(|| self.procs.netns_of(pid));
                 if let Some(ino) = ino {
                     out.push((id, ino));
                 }
@@ -218,35 +217,18 @@ impl Discovery {
         out
     }
 
-    fn comm(&mut self, pid: i32) -> String {
-        if let Some(c) = self.comm.get(&pid) {
-            return c.clone();
-        }
-        let c = std::fs::read_to_string(self.proc_root.join(format!("{pid}/comm")))
-            .map(|s| s.trim_end().to_string())
-            .unwrap_or_default();
-        self.comm.insert(pid, c.clone());
-        c
-    }
-
     /// Every network namespace visible now, host first, then by inode.
     pub fn discover(&mut self) -> Vec<Found> {
-        let host_ino = self.ns_of_pid(1);
+        let host_ino = self.procs.netns_of(1);
+        self.procs.refresh();
         let mut pids: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
-        if let Ok(rd) = std::fs::read_dir(&self.proc_root) {
-            for e in rd.flatten() {
-                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                    continue;
-                };
-                if let Some(ino) = self.ns_of_pid(pid) {
-                    pids.entry(ino).or_default().push(pid);
-                }
+        for pid in self.procs.pids() {
+            if let Some(ino) = self.procs.netns_of(pid) {
+                pids.entry(ino).or_default().push(pid);
             }
         }
-        // Forget names of pids that are gone.
-        if self.comm.len() > 64 {
-            let live: std::collections::HashSet<i32> = pids.values().flatten().copied().collect();
-            self.comm.retain(|p, _| live.contains(p));
+        for ps in pids.values_mut() {
+            ps.sort_unstable();
         }
 
         let mut found: BTreeMap<u64, Found> = BTreeMap::new();
@@ -269,9 +251,7 @@ impl Discovery {
         // Mounts first, so a mounted namespace is opened through its mount
         // (stable) rather than a pid that may exit.
         let wh_netns = self.paths.netns_dir();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo")
-            .map(|t| parse_mountinfo(&t))
-            .unwrap_or_default();
+        let mounts = self.mounts.current().to_vec();
         for (ino, mp) in mounts {
             let f = entry(&mut found, host_ino, ino, mp.clone());
             let base = mp
@@ -309,9 +289,11 @@ impl Discovery {
         for (ino, ps) in &pids {
             let mut procs = Vec::new();
             for &pid in ps.iter().take(MAX_PROCESSES) {
+                let info = self.procs.info(pid);
                 procs.push(Process {
                     pid,
-                    comm: self.comm(pid),
+                    comm: info.as_ref().map(|i| i.name.clone()).unwrap_or_default(),
+                    cmd: info.map(|i| i.cmd).filter(|c| !c.is_empty()),
                 });
             }
             if let Some(f) = found.get_mut(ino) {
@@ -375,6 +357,57 @@ impl Discovery {
         }
         out.sort_by_key(|f| (!f.host, f.inode));
         out
+    }
+}
+
+/// The nsfs mounts of `/proc/self/mountinfo`, parsed again only after the
+/// kernel signalled a change of the mount table (POLLPRI on the open
+/// file): with a thousand `ip netns` mounts, producing and parsing the
+/// table was a good part of an idle tick.
+#[derive(Default)]
+struct MountWatch {
+    file: Option<std::fs::File>,
+    mounts: Vec<(u64, PathBuf)>,
+}
+
+impl MountWatch {
+    fn current(&mut self) -> &[(u64, PathBuf)] {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        let changed = match &self.file {
+            None => true,
+            Some(f) => {
+                let mut p = libc::pollfd {
+                    fd: f.as_raw_fd(),
+                    events: libc::POLLPRI,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, no waiting.
+                let n = unsafe { libc::poll(&mut p, 1, 0) };
+                n != 0 // a change (POLLPRI|POLLERR), or poll failed: re-read
+            }
+        };
+        if changed {
+            if self.file.is_none() {
+                self.file = std::fs::File::open("/proc/self/mountinfo").ok();
+            }
+            let mut text = String::new();
+            // poll reported the change once; the next one reports the
+            // next change.
+            let ok = self
+                .file
+                .as_mut()
+                .is_some_and(|f| f.rewind().is_ok() && f.read_to_string(&mut text).is_ok());
+            if ok {
+                self.mounts = parse_mountinfo(&text);
+            } else {
+                self.file = None;
+                self.mounts = std::fs::read_to_string("/proc/self/mountinfo")
+                    .map(|t| parse_mountinfo(&t))
+                    .unwrap_or_default();
+            }
+        }
+        &self.mounts
     }
 }
 

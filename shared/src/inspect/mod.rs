@@ -7,6 +7,8 @@
 //!   inode, and nsfs bind mounts from mountinfo) and names them (wirehook's
 //!   records, runc's and crun's state directories, `ip netns` names,
 //!   processes inside).
+//! - [`procs`] is where processes are read (sysinfo: names, command
+//!   lines; the namespace link), and wiretop's own CPU and memory.
 //! - [`reader`] reads them over netlink, one NETLINK_ROUTE socket per
 //!   namespace opened on a dedicated thread and kept open: counters every
 //!   call, the topology (links, addresses, routes) again only after a change
@@ -29,11 +31,13 @@
 
 pub mod discover;
 pub mod model;
+pub mod procs;
 pub mod reader;
 
 pub use discover::{Discovery, Found, StateDirs};
 pub use model::{
     Address, ContainerInfo, Counters, Link, NameSource, Namespace, NsName, PeerRef, Process, Rate,
-    Route, Snapshot, Totals,
+    RateBase, Route, Snapshot, Totals,
 };
+pub use procs::{ProcTable, SelfMonitor};
 pub use reader::{ReadStats, Reader};

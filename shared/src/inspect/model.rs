@@ -10,6 +10,22 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+/// The counters of an earlier snapshot, which rates are taken against:
+/// by (namespace inode, link index), with the link's name hashed (a link
+/// re-created under the same index with another name starts afresh).
+#[derive(Debug, Clone, Default)]
+pub struct RateBase {
+    taken_at: f64,
+    links: HashMap<(u64, u32), (u64, Counters)>,
+}
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
 /// One reading of every network namespace on the host.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -78,7 +94,12 @@ pub struct ContainerInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     pub pid: i32,
+    /// The kernel's short name (`/proc/PID/comm`).
     pub comm: String,
+    /// The command line, arguments joined by spaces, cut at 200
+    /// characters (absent for kernel threads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<String>,
 }
 
 /// Kernel counters of a link (IFLA_STATS64), or a sum of them.
@@ -168,6 +189,7 @@ pub struct PeerRef {
     /// The peer's interface index in its namespace.
     pub ifindex: u32,
     /// The peer's name, when its namespace was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
 }
 
@@ -307,22 +329,40 @@ impl Snapshot {
     /// Fill in link, namespace and host-wide rates against `prev`.
     /// Links new since `prev` get no rate yet.
     pub fn apply_rates(&mut self, prev: &Snapshot) {
-        let secs = self.taken_at - prev.taken_at;
+        self.apply_rates_from(&prev.rate_base());
+    }
+
+    /// What a later snapshot's rates are taken against: this one's
+    /// counters, without the rest (keeping that instead of a whole
+    /// snapshot spares a copy of every name, address and route per tick).
+    pub fn rate_base(&self) -> RateBase {
+        let mut links = HashMap::with_capacity(self.namespaces.iter().map(|n| n.links.len()).sum());
+        for ns in &self.namespaces {
+            for l in &ns.links {
+                links.insert((ns.inode, l.index), (name_hash(&l.name), l.stats));
+            }
+        }
+        RateBase {
+            taken_at: self.taken_at,
+            links,
+        }
+    }
+
+    /// As [`Snapshot::apply_rates`], against a [`RateBase`].
+    pub fn apply_rates_from(&mut self, base: &RateBase) {
+        let secs = self.taken_at - base.taken_at;
         if secs <= 0.0 {
+            self.finish();
             return;
         }
         self.interval = Some(secs);
-        let mut old: HashMap<(u64, u32, &str), &Counters> = HashMap::new();
-        for ns in &prev.namespaces {
-            for l in &ns.links {
-                old.insert((ns.inode, l.index, l.name.as_str()), &l.stats);
-            }
-        }
         for ns in &mut self.namespaces {
             for l in &mut ns.links {
-                l.rate = old
-                    .get(&(ns.inode, l.index, l.name.as_str()))
-                    .map(|o| Rate::between(o, &l.stats, secs));
+                l.rate = base
+                    .links
+                    .get(&(ns.inode, l.index))
+                    .filter(|(h, _)| *h == name_hash(&l.name))
+                    .map(|(_, o)| Rate::between(o, &l.stats, secs));
             }
         }
         self.finish();

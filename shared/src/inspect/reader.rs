@@ -84,6 +84,10 @@ pub struct ReadStats {
 /// Reads every namespace it is given; keeps one socket per namespace.
 pub struct Reader {
     slots: HashMap<u64, Slot>,
+    /// Every open socket, keyed by its namespace's inode: one epoll_wait
+    /// tells which sockets hold change notifications, instead of a recv
+    /// on each of a thousand sockets per tick.
+    epoll: Option<std::os::fd::OwnedFd>,
     buf: Vec<u8>,
     pub stats: ReadStats,
 }
@@ -105,16 +109,36 @@ fn now_secs() -> f64 {
 /// have inode `inode`. Runs on the calling thread, which must be a
 /// dedicated one: it is moved into the namespace and back.
 fn open_in(path: &Path, inode: u64, back: &File) -> Result<Socket, String> {
-    let ns = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let ns = File::open(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            format!(
+                "may not open {} (EACCES): run wiretop as root",
+                path.display()
+            )
+        } else {
+            format!("cannot open {}: {e}", path.display())
+        }
+    })?;
     let ino = ns.metadata().map(|m| m.ino()).unwrap_or(0);
     if ino != inode {
         return Err("namespace vanished".into());
     }
-    nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("cannot enter namespace: {e}"))?;
-    let sock = Socket::new(NETLINK_ROUTE);
-    nix::sched::setns(back.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| format!("cannot return from namespace: {e}"))?;
+    let sock = if back.metadata().map(|m| m.ino()).ok() == Some(inode) {
+        // Our own namespace: no need to enter it (nor the privilege to).
+        Socket::new(NETLINK_ROUTE)
+    } else {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            if e == nix::errno::Errno::EPERM {
+                "may not enter it (EPERM): wiretop needs CAP_SYS_ADMIN, run it as root".to_string()
+            } else {
+                format!("cannot enter namespace: {e}")
+            }
+        })?;
+        let sock = Socket::new(NETLINK_ROUTE);
+        nix::sched::setns(back.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("cannot return from namespace: {e}"))?;
+        sock
+    };
     let mut sock = sock.map_err(|e| format!("netlink socket: {e}"))?;
     sock.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
     for g in [
@@ -512,8 +536,11 @@ impl Conn {
         })
     }
 
-    fn update(&mut self, buf: &mut [u8], stats: &mut ReadStats) -> io::Result<()> {
-        if self.drain(buf) {
+    /// Bring the namespace up to date: counters, or the topology after a
+    /// change. `pending`: the socket may hold notifications (when the
+    /// reader cannot tell, always true).
+    fn update(&mut self, buf: &mut [u8], stats: &mut ReadStats, pending: bool) -> io::Result<()> {
+        if pending && self.drain(buf) {
             self.dirty = true;
         }
         if self.topo.is_some() && !self.dirty {
@@ -529,11 +556,77 @@ impl Conn {
     }
 }
 
+/// Where a link is in a snapshot: (namespace inode, position of the
+/// namespace, position of the link in it).
+type LinkAt = (u64, usize, usize);
+
+fn new_epoll() -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain epoll_create1; the fd is owned from here on.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    // SAFETY: a fresh fd nothing else owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 impl Reader {
+    /// Add a socket to the epoll set (a closed socket leaves it by
+    /// itself). Without epoll every socket is drained every tick.
+    fn watch(&mut self, sock: &Socket, inode: u64) {
+        let Some(ep) = &self.epoll else { return };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: inode,
+        };
+        // SAFETY: valid epoll and socket fds, a valid event.
+        let r = unsafe {
+            libc::epoll_ctl(
+                ep.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                sock.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        if r != 0 {
+            self.epoll = None; // cannot tell any more: drain them all
+        }
+    }
+
+    /// Inodes of the namespaces whose sockets hold something to read
+    /// (notifications, or an error such as an overrun); `None` when
+    /// unknown.
+    fn ready(&mut self) -> Option<std::collections::HashSet<u64>> {
+        let ep = self.epoll.as_ref()?;
+        let mut out = std::collections::HashSet::new();
+        let mut evs =
+            vec![libc::epoll_event { events: 0, u64: 0 }; self.slots.len().clamp(1, 4096)];
+        loop {
+            // SAFETY: evs is a valid buffer of evs.len() events.
+            let n =
+                unsafe { libc::epoll_wait(ep.as_raw_fd(), evs.as_mut_ptr(), evs.len() as i32, 0) };
+            if n < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return None;
+            }
+            out.extend(evs[..n as usize].iter().map(|e| e.u64));
+            // Level-triggered: a full buffer may leave more behind, and
+            // asking again returns the same ones first; take them all.
+            if (n as usize) < evs.len() {
+                return Some(out);
+            }
+            evs.resize(evs.len() * 2, libc::epoll_event { events: 0, u64: 0 });
+            if evs.len() > 1 << 20 {
+                return None;
+            }
+        }
+    }
+
     pub fn new() -> Reader {
         raise_nofile();
         Reader {
             slots: HashMap::new(),
+            epoll: new_epoll(),
             buf: vec![0u8; 256 * 1024],
             stats: ReadStats::default(),
         }
@@ -591,6 +684,7 @@ impl Reader {
             let slot = match r {
                 Ok(sock) => {
                     self.stats.sockets_opened += 1;
+                    self.watch(&sock, ino);
                     Slot::Open(Box::new(Conn {
                         sock,
                         seq: 0,
@@ -611,15 +705,27 @@ impl Reader {
     /// Read every namespace in `found` and build a snapshot (without
     /// rates: see [`Snapshot::apply_rates`]).
     pub fn read(&mut self, found: &[Found]) -> Snapshot {
-        self.open_new(found);
+        let mut s = self.read_owned(found.to_vec());
+        s.finish();
+        s
+    }
+
+    /// As [`Reader::read`], taking the discovery's result (its names and
+    /// processes move into the snapshot instead of being copied), and
+    /// leaving the totals to [`Snapshot::apply_rates_from`] or
+    /// [`Snapshot::finish`], whichever the caller does next.
+    pub fn read_owned(&mut self, found: Vec<Found>) -> Snapshot {
+        self.open_new(&found);
+        let ready = self.ready();
         let mut namespaces = Vec::with_capacity(found.len());
+        let mut paths: HashMap<u64, std::path::PathBuf> = HashMap::with_capacity(found.len());
         for f in found {
             let mut ns = Namespace {
                 inode: f.inode,
                 host: f.host,
-                names: f.names.clone(),
-                container: f.container.clone(),
-                processes: f.processes.clone(),
+                names: f.names,
+                container: f.container,
+                processes: f.processes,
                 process_count: f.process_count,
                 links: Vec::new(),
                 addresses: Vec::new(),
@@ -627,8 +733,13 @@ impl Reader {
                 error: None,
                 totals: Default::default(),
             };
+            paths.insert(f.inode, f.path);
             match self.slots.get_mut(&f.inode) {
-                Some(Slot::Open(c)) => match c.update(&mut self.buf, &mut self.stats) {
+                Some(Slot::Open(c)) => match c.update(
+                    &mut self.buf,
+                    &mut self.stats,
+                    ready.as_ref().is_none_or(|r| r.contains(&f.inode)),
+                ) {
                     Ok(()) => {
                         let t = c.topo.as_ref().expect("read");
                         ns.links = t.links.clone();
@@ -651,66 +762,70 @@ impl Reader {
             namespaces,
             totals: Default::default(),
         };
-        self.resolve_peers(&mut snap, found);
-        snap.finish();
+        self.resolve_peers(&mut snap, &paths);
         snap
     }
 
     /// Fill in `peer` of every veth (and `parent_netns_inode` of links
     /// whose lower device lives in another namespace).
-    fn resolve_peers(&mut self, snap: &mut Snapshot, found: &[Found]) {
+    fn resolve_peers(&mut self, snap: &mut Snapshot, paths: &HashMap<u64, std::path::PathBuf>) {
         // (index, IFLA_LINK) of veths that point into another namespace ->
-        // (inode, name) of those links.
-        let mut by_pair: HashMap<(u32, u32), Vec<(u64, String)>> = HashMap::new();
-        for ns in &snap.namespaces {
-            for l in &ns.links {
+        // where those links are.
+        let mut by_pair: HashMap<(u32, u32), Vec<LinkAt>> = HashMap::new();
+        for (ni, ns) in snap.namespaces.iter().enumerate() {
+            for (li, l) in ns.links.iter().enumerate() {
                 if l.kind == "veth" && l.link_netnsid.is_some() {
                     if let Some(j) = l.link_index {
                         by_pair
                             .entry((l.index, j))
                             .or_default()
-                            .push((ns.inode, l.name.clone()));
+                            .push((ns.inode, ni, li));
                     }
                 }
             }
         }
-        let paths: HashMap<u64, &Path> =
-            found.iter().map(|f| (f.inode, f.path.as_path())).collect();
-        for ns in &mut snap.namespaces {
+        // Decide first (reading names anywhere), then write.
+        let mut peers: Vec<(usize, usize, PeerRef)> = Vec::new();
+        let mut parents: Vec<(usize, usize, Option<u64>)> = Vec::new();
+        let nss = &snap.namespaces;
+        for (ni, ns) in nss.iter().enumerate() {
             let inode = ns.inode;
-            let names: HashMap<u32, String> =
-                ns.links.iter().map(|l| (l.index, l.name.clone())).collect();
             let mut conn = match self.slots.get_mut(&inode) {
                 Some(Slot::Open(c)) => Some(c),
                 _ => None,
             };
-            for l in &mut ns.links {
+            for (li, l) in ns.links.iter().enumerate() {
                 let Some(j) = l.link_index else { continue };
                 match (l.kind.as_str(), l.link_netnsid) {
                     ("veth", None) => {
-                        l.peer = Some(PeerRef {
-                            netns_inode: Some(inode),
-                            ifindex: j,
-                            ifname: names.get(&j).cloned(),
-                        });
+                        // Both ends here.
+                        peers.push((
+                            ni,
+                            li,
+                            PeerRef {
+                                netns_inode: Some(inode),
+                                ifindex: j,
+                                ifname: ns.link(j).map(|p| p.name.clone()),
+                            },
+                        ));
                     }
                     ("veth", Some(nsid)) => {
-                        let cands: Vec<(u64, String)> = by_pair
+                        let cands: Vec<LinkAt> = by_pair
                             .get(&(j, l.index))
-                            .map(|v| v.iter().filter(|(i, _)| *i != inode).cloned().collect())
+                            .map(|v| v.iter().filter(|(i, _, _)| *i != inode).copied().collect())
                             .unwrap_or_default();
                         let known = conn.as_ref().and_then(|c| c.nsids.get(&nsid).copied());
                         let pick = if let Some(k) = known {
-                            cands.iter().find(|(i, _)| *i == k).cloned()
+                            cands.iter().find(|(i, _, _)| *i == k).copied()
                         } else if cands.len() == 1 {
-                            Some(cands[0].clone())
+                            Some(cands[0])
                         } else if let Some(c) = conn.as_mut() {
                             let mut hit = None;
-                            for (ci, cn) in &cands {
-                                if let Some(p) = paths.get(ci) {
+                            for &(ci, cn, cl) in &cands {
+                                if let Some(p) = paths.get(&ci) {
                                     if c.nsid_of(&mut self.buf, p) == Some(nsid) {
-                                        c.nsids.insert(nsid, *ci);
-                                        hit = Some((*ci, cn.clone()));
+                                        c.nsids.insert(nsid, ci);
+                                        hit = Some((ci, cn, cl));
                                         break;
                                     }
                                 }
@@ -719,26 +834,39 @@ impl Reader {
                         } else {
                             None
                         };
-                        l.peer = Some(match pick {
-                            Some((ino, name)) => PeerRef {
-                                netns_inode: Some(ino),
-                                ifindex: j,
-                                ifname: Some(name),
+                        peers.push((
+                            ni,
+                            li,
+                            match pick {
+                                Some((ino, pn, pl)) => PeerRef {
+                                    netns_inode: Some(ino),
+                                    ifindex: j,
+                                    ifname: Some(nss[pn].links[pl].name.clone()),
+                                },
+                                None => PeerRef {
+                                    netns_inode: None,
+                                    ifindex: j,
+                                    ifname: None,
+                                },
                             },
-                            None => PeerRef {
-                                netns_inode: None,
-                                ifindex: j,
-                                ifname: None,
-                            },
-                        });
+                        ));
                     }
                     (_, Some(nsid)) => {
-                        l.parent_netns_inode =
-                            conn.as_ref().and_then(|c| c.nsids.get(&nsid).copied());
+                        parents.push((
+                            ni,
+                            li,
+                            conn.as_ref().and_then(|c| c.nsids.get(&nsid).copied()),
+                        ));
                     }
                     _ => {}
                 }
             }
+        }
+        for (ni, li, p) in peers {
+            snap.namespaces[ni].links[li].peer = Some(p);
+        }
+        for (ni, li, p) in parents {
+            snap.namespaces[ni].links[li].parent_netns_inode = p;
         }
     }
 }

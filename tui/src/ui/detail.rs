@@ -196,6 +196,20 @@ fn render(f: &mut Frame, app: &App, area: Rect) -> u16 {
         }
         lines.push(Line::from(s));
     }
+    lines.push(Line::from(format!("PROCESSES ({})", ns.process_count)).style(HEADER));
+    for p in &ns.processes {
+        let mut spans = vec![
+            Span::raw(format!("  {:>7} ", p.pid)),
+            Span::raw(pad(&p.comm, 15)),
+        ];
+        if let Some(c) = &p.cmd {
+            spans.push(Span::styled(c.clone(), DIM));
+        }
+        lines.push(Line::from(spans));
+    }
+    if more > 0 {
+        lines.push(Line::from(Span::styled(format!("  +{more} more"), DIM)));
+    }
     let hist: Vec<u64> = app
         .history
         .get(&ns.inode)

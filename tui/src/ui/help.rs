@@ -20,7 +20,8 @@ const KEYS: &[(&str, &str)] = &[
     ("r", "reverse the sort"),
     ("p  Space", "pause / resume"),
     ("b", "bytes / bits"),
-    ("mouse", "click selects, click again opens, wheel scrolls"),
+    ("mouse", "click a row selects it, again opens it"),
+    ("", "click a column title sorts; wheel scrolls"),
     ("q  Ctrl-C", "quit"),
 ];
 

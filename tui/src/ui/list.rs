@@ -1,6 +1,6 @@
 //! The namespace list: one row per namespace.
 
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Row, Table};
 use ratatui::Frame;
@@ -10,6 +10,10 @@ use crate::app::{network, App, Column};
 use crate::format;
 
 pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
+    app.header_cols = render(f, app, area);
+}
+
+fn render(f: &mut Frame, app: &mut App, area: Rect) -> Vec<(Column, u16, u16)> {
     app.list_area = area;
     let visible = area.height.saturating_sub(1) as usize;
     app.page = visible.max(1);
@@ -21,7 +25,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             app.offset = s + 1 - visible;
         }
     }
-    let n_rows = app.rows().len();
+    let n_rows = app.row_count();
     if app.offset > n_rows.saturating_sub(visible) {
         app.offset = n_rows.saturating_sub(visible);
     }
@@ -65,10 +69,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             ];
             if let Some(e) = &ns.error {
                 cells.push(Cell::from("-"));
-                cells.push(Cell::from(Line::from(Span::styled(
-                    format!("cannot read: {e}"),
-                    ERROR,
-                ))));
+                cells.push(Cell::from(Line::from(Span::styled(e.clone(), ERROR))));
             } else {
                 cells.push(Cell::from(ns.links.len().to_string()));
                 cells.push(Cell::from(addrs.join(" ")));
@@ -95,12 +96,7 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             row
         })
         .collect();
-    let name_w = rows
-        .iter()
-        .map(|n| n.display_name().chars().count())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 24) as u16;
+    let name_w = app.name_width().clamp(4, 24) as u16;
     let mut widths = vec![
         Constraint::Length(name_w),
         Constraint::Length(9),
@@ -113,6 +109,16 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
     if wide {
         widths.push(Constraint::Length(spark_w as u16));
     }
+    // Where the columns land, for sorting by a click on a title: the
+    // layout the table itself makes (no selection column: the table is
+    // drawn without state).
+    let cells = Layout::horizontal(widths.clone()).spacing(1).split(area);
+    let header_cols = Column::ALL
+        .iter()
+        .zip(cells.iter())
+        .map(|(c, r)| (*c, r.x, r.x + r.width))
+        .collect();
     let table = Table::new(body, widths).header(header).column_spacing(1);
     f.render_widget(table, area);
+    header_cols
 }

@@ -64,6 +64,17 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
         Span::styled(format!("tx {}", format::rate(rate.tx_bytes, app.bits)), TX),
         Span::raw(format!("  every {}s", trim_float(app.interval))),
     ];
+    if let Some(u) = app.usage {
+        // wiretop's own cost, so its overhead is in plain sight.
+        spans.push(Span::styled(
+            format!(
+                "  self {}% {}",
+                trim_float((u.cpu_percent * 10.0).round() / 10.0),
+                format::bytes(u.rss)
+            ),
+            DIM,
+        ));
+    }
     if app.paused {
         spans.push(Span::raw("  "));
         spans.push(Span::styled(" PAUSED ", PAUSED));
