@@ -180,6 +180,36 @@ fn three_hosts_reach_each_other_and_other_overlays_do_not() {
         ps.contains("overlay ov1") && ps.contains("2 peer(s)"),
         "{ps}"
     );
+    // wiretop shows the same peers next to the VXLAN device.
+    let wiretop = TestHost::wirehook_bin().with_file_name("wiretop");
+    let root = h1.root().to_str().unwrap().to_string();
+    let snap: Value = serde_json::from_slice(
+        &h1.exec(&[
+            wiretop.to_str().unwrap(),
+            "--root",
+            &root,
+            "--once",
+            "--json",
+        ])
+        .expect_success("wiretop --once --json")
+        .stdout,
+    )
+    .unwrap();
+    let ov = snap["overlays"]
+        .as_array()
+        .expect("overlays in the snapshot")
+        .iter()
+        .find(|o| o["network"] == "ov1")
+        .expect("ov1");
+    let mut peer_hosts: Vec<&str> = ov["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["host"].as_str().unwrap())
+        .collect();
+    peer_hosts.sort();
+    assert_eq!(peer_hosts, [h2.id(), h3.id()]);
+    assert_eq!(ov["vxlan"], "vx-ov1");
 
     // Teardown: containers, then every host leaves, then the networks go.
     for (h, c) in [(&h1, &a1), (&h2, &a2), (&h3, &a3), (&h1, &b1), (&h2, &b2)] {

@@ -49,7 +49,9 @@ impl OsSource {
 impl Source for OsSource {
     fn sample(&mut self) -> Snapshot {
         let found = self.discovery.discover();
-        self.reader.read_owned(found)
+        let mut snap = self.reader.read_owned(found);
+        snap.overlays = self.discovery.overlays();
+        snap
     }
 }
 
@@ -265,6 +267,30 @@ type DemoCtr = (
     &'static str,
     &'static str,
 );
+
+/// The demo host's overlay network on `vxlan42`: two remote hosts.
+fn demo_overlay() -> wirehook_shared::overlay::LocalState {
+    use wirehook_shared::overlay::{LocalState, Peer};
+    let peer = |host: &str, n: u8| Peer {
+        host: host.into(),
+        subnet: format!("10.200.{n}.0/24").parse().expect("valid"),
+        underlay: std::net::Ipv4Addr::new(192, 0, 2, 10 + n),
+        vtep_mac: format!("02:00:00:00:00:{n:02x}"),
+    };
+    LocalState {
+        network: "mesh".into(),
+        host: "node-1".into(),
+        subnet: Some("10.200.1.0/24".parse().expect("valid")),
+        bridge: "wo-mesh".into(),
+        vxlan: "vxlan42".into(),
+        vxlan_index: 7,
+        vni: 42,
+        store: "etcd http://192.0.2.1:2379".into(),
+        peers: vec![peer("node-2", 2), peer("node-3", 3)],
+        revision: 12,
+        updated: 1_700_000_000,
+    }
+}
 
 pub fn demo_snapshot(tick: u64, interval: f64) -> Snapshot {
     let t = tick;
@@ -528,6 +554,7 @@ pub fn demo_snapshot(tick: u64, interval: f64) -> Snapshot {
         interval: None,
         namespaces: all,
         totals: Default::default(),
+        overlays: vec![demo_overlay()],
     };
     s.finish();
     s

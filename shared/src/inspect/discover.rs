@@ -62,6 +62,7 @@ pub struct Discovery {
     procs: ProcTable,
     mounts: MountWatch,
     records: DirCache<Vec<ContainerRecord>>,
+    overlays: DirCache<Vec<crate::overlay::LocalState>>,
     runtime: HashMap<PathBuf, DirCache<Vec<(String, u64)>>>,
 }
 
@@ -162,6 +163,7 @@ impl Discovery {
             procs: ProcTable::new(),
             mounts: MountWatch::default(),
             records: DirCache::default(),
+            overlays: DirCache::default(),
             runtime: HashMap::new(),
         }
     }
@@ -174,6 +176,18 @@ impl Discovery {
         }
         self.records.mtime = m;
         self.records.value = Records::new(&self.paths).list();
+    }
+
+    /// The overlay networks wirehook has joined on this host, re-read when
+    /// their directory changed.
+    pub fn overlays(&mut self) -> Vec<crate::overlay::LocalState> {
+        let dir = self.paths.run_dir.join("overlay");
+        let m = dir_mtime(&dir);
+        if m.is_none() || m != self.overlays.mtime {
+            self.overlays.mtime = m;
+            self.overlays.value = crate::overlay::LocalState::list(&self.paths);
+        }
+        self.overlays.value.clone()
     }
 
     /// (container id, namespace inode) for every container in a runtime's

@@ -39,6 +39,11 @@ pub struct Snapshot {
     /// Every link of every namespace summed, each veth pair once.
     #[serde(default)]
     pub totals: Totals,
+    /// The overlay networks this host has joined, as wirehook last
+    /// programmed them (`/run/wirehook/overlay`): which VXLAN device, this
+    /// host's share, the remote hosts it reaches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<crate::overlay::LocalState>,
 }
 
 /// How a namespace got a name.

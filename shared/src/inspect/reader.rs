@@ -761,6 +761,7 @@ impl Reader {
             interval: None,
             namespaces,
             totals: Default::default(),
+            overlays: Vec::new(),
         };
         self.resolve_peers(&mut snap, &paths);
         snap

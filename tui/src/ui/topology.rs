@@ -1,5 +1,6 @@
 //! The topology view: per namespace, its bridges with their ports and the
-//! namespaces behind them (through veth peers), overlay (vxlan) devices,
+//! namespaces behind them (through veth peers), overlay (vxlan) devices
+//! with the remote hosts wirehook programmed on them,
 //! and the macvlan/ipvlan devices hanging on its links.
 
 use ratatui::layout::Rect;
@@ -122,6 +123,37 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
             }
             s.extend(rate_spans(o, app.bits));
             out.push(Line::from(s));
+            // wirehook's overlay network on this device: its share, peers.
+            if let Some(st) = snap
+                .overlays
+                .iter()
+                .find(|st| st.vxlan == o.name && st.vxlan_index == o.index)
+            {
+                out.push(Line::from(Span::styled(
+                    format!(
+                        "    network {} VNI {}, this host {} {}, {} peer(s)",
+                        st.network,
+                        st.vni,
+                        st.host,
+                        st.subnet
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        st.peers.len()
+                    ),
+                    DIM,
+                )));
+                for (i, p) in st.peers.iter().enumerate() {
+                    let branch = if i + 1 == st.peers.len() {
+                        "└─"
+                    } else {
+                        "├─"
+                    };
+                    out.push(Line::from(format!(
+                        "    {branch} peer {} {} via {}",
+                        p.host, p.subnet, p.underlay
+                    )));
+                }
+            }
         }
         let mut parents: Vec<&String> = children.iter().map(|(p, _, _)| p).collect();
         parents.sort();
