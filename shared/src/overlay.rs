@@ -141,6 +141,11 @@ impl Peer {
     pub fn vtep_ip(&self) -> Ipv4Addr {
         self.subnet.network()
     }
+
+    /// `HOST SUBNET via UNDERLAY`, as `ps` and wiretop list peers.
+    pub fn describe(&self) -> String {
+        format!("{} {} via {}", self.host, self.subnet, self.underlay)
+    }
 }
 
 /// One network's state in the store, as a container start or the agent
@@ -618,6 +623,19 @@ impl LocalState {
 
     pub fn save(&self, paths: &Paths) -> Result<()> {
         crate::fsutil::write_json(&Self::path(paths, &self.network), self)
+    }
+
+    /// `NET VNI N, this host HOST SUBNET, K peer(s)`, as `ps` and wiretop
+    /// head their peer lists.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} VNI {}, this host {} {}, {} peer(s)",
+            self.network,
+            self.vni,
+            self.host,
+            self.subnet.map_or_else(|| "-".into(), |s| s.to_string()),
+            self.peers.len()
+        )
     }
 
     /// Every overlay network this host has wired.

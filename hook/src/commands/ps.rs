@@ -115,23 +115,9 @@ pub fn run(paths: &Paths, json: bool) -> Result<()> {
 fn print_overlay_peers(paths: &Paths) {
     for st in LocalState::list(paths) {
         println!();
-        println!(
-            "overlay {} (VNI {}): this host {} {}, {} peer(s)",
-            st.network,
-            st.vni,
-            st.host,
-            st.subnet
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "-".into()),
-            st.peers.len()
-        );
+        println!("overlay {}", st.summary());
         for p in &st.peers {
-            println!(
-                "  {:<20} {:<18} via {}",
-                p.host,
-                p.subnet.to_string(),
-                p.underlay
-            );
+            println!("  {}", p.describe());
         }
     }
 }

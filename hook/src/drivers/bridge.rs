@@ -459,17 +459,7 @@ pub(super) fn check_attached(
     match inside {
         Err(e) => out.push(format!("cannot enter the container's namespace: {e}")),
         Ok(nl) => match nl.link(&iface.ifname) {
-            Ok(Some(l)) => {
-                let have = nl.addresses().unwrap_or_default();
-                for a in &iface.addresses {
-                    if !have
-                        .iter()
-                        .any(|(i, ip, p)| *i == l.index && *ip == a.ip() && *p == a.prefix())
-                    {
-                        out.push(format!("{} lacks address {a}", iface.ifname));
-                    }
-                }
-            }
+            Ok(Some(l)) => out.extend(super::missing_addresses(&nl, l.index, iface)),
             Ok(None) => out.push(format!("{} is missing in the container", iface.ifname)),
             Err(e) => out.push(format!("cannot look up {}: {e}", iface.ifname)),
         },

@@ -142,6 +142,22 @@ pub trait Driver: Sync {
     ) -> Vec<String>;
 }
 
+/// One line per address of `iface` that link `index` lacks, as `nl` (in
+/// the container) sees it.
+pub fn missing_addresses(nl: &Netlink, index: u32, iface: &InterfaceRecord) -> Vec<String> {
+    let have = nl.addresses().unwrap_or_default();
+    iface
+        .addresses
+        .iter()
+        .filter(|a| {
+            !have
+                .iter()
+                .any(|(i, ip, p)| *i == index && *ip == a.ip() && *p == a.prefix())
+        })
+        .map(|a| format!("{} lacks address {a}", iface.ifname))
+        .collect()
+}
+
 /// The driver of a mode without networks.
 pub fn for_mode(mode: Mode) -> &'static dyn Driver {
     match mode {

@@ -879,15 +879,7 @@ pub fn check(cx: &HostCx<'_>, rec: &ContainerRecord, iface: &InterfaceRecord) ->
             if mac != iface.mac {
                 out.push(format!("{} has MAC {mac}, not {}", iface.ifname, iface.mac));
             }
-            let have = nl.addresses().unwrap_or_default();
-            for a in &iface.addresses {
-                if !have
-                    .iter()
-                    .any(|(i, ip, p)| *i == l.index && *ip == a.ip() && *p == a.prefix())
-                {
-                    out.push(format!("{} lacks address {a}", iface.ifname));
-                }
-            }
+            out.extend(super::missing_addresses(&nl, l.index, iface));
         }
         Ok(None) => out.push(format!("{} is missing in the container", iface.ifname)),
         Err(e) => out.push(format!("cannot look up {}: {e}", iface.ifname)),

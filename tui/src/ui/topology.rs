@@ -130,16 +130,7 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
                 .find(|st| st.vxlan == o.name && st.vxlan_index == o.index)
             {
                 out.push(Line::from(Span::styled(
-                    format!(
-                        "    network {} VNI {}, this host {} {}, {} peer(s)",
-                        st.network,
-                        st.vni,
-                        st.host,
-                        st.subnet
-                            .map(|s| s.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        st.peers.len()
-                    ),
+                    format!("    network {}", st.summary()),
                     DIM,
                 )));
                 for (i, p) in st.peers.iter().enumerate() {
@@ -148,10 +139,7 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
                     } else {
                         "├─"
                     };
-                    out.push(Line::from(format!(
-                        "    {branch} peer {} {} via {}",
-                        p.host, p.subnet, p.underlay
-                    )));
+                    out.push(Line::from(format!("    {branch} peer {}", p.describe())));
                 }
             }
         }
