@@ -168,6 +168,18 @@ fn three_hosts_reach_each_other_and_other_overlays_do_not() {
         "ov2 container must not reach ov1 on its host"
     );
     assert!(!pings(&a2, &ipv4(&b1)), "ov1 container must not reach ov2");
+    // Nor does a bridge network's container reach the overlay, here or on
+    // another host.
+    let br = wire_on(&h1, "br", "bridge");
+    assert!(
+        !pings(&br, &a1_ip),
+        "bridge container must not reach ov1 on its host"
+    );
+    assert!(
+        !pings(&br, &ipv4(&a2)),
+        "bridge container must not reach ov1 on another host"
+    );
+    unwire(&h1, br.id());
     // The outside world (the underlay router, which has no route to the
     // overlay) answers only if the host masquerades.
     assert!(
