@@ -641,7 +641,7 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
             ],
             "1 to 4094",
         ),
-        (&["--driver", "overlay", "n"], "bridge, macvlan and ipvlan"),
+        (&["--driver", "overlay", "--ipv6", "n"], "IPv4 only"),
     ];
     for (args, want) in cases {
         let out = create(args).expect_failure(&format!("{args:?}"));
