@@ -365,15 +365,23 @@ impl Vm {
         let _ = std::fs::remove_dir_all(&share);
         std::fs::create_dir_all(share.join("jobs"))
             .unwrap_or_else(|e| panic!("create {}: {e}", share.display()));
-        std::fs::write(
-            share.join("config"),
-            format!(
-                "WHVM_KROOT={}\nWHVM_LOAD={}\n",
-                sh_quote(&utf8(img.kroot.as_os_str())),
-                sh_quote(&img.load)
-            ),
-        )
-        .unwrap_or_else(|e| panic!("write {}/config: {e}", share.display()));
+        // The workspace (and a target directory outside it) again at their
+        // own paths: the VM puts tmpfs on /tmp, /run, /var/tmp and /root,
+        // which would hide a checkout there.
+        let work = work_dirs();
+        let mut config = format!(
+            "WHVM_KROOT={}\nWHVM_LOAD={}\n",
+            sh_quote(&utf8(img.kroot.as_os_str())),
+            sh_quote(&img.load)
+        );
+        for (i, d) in work.iter().enumerate() {
+            config.push_str(&format!(
+                "WHVM_WORK{i}={}\n",
+                sh_quote(&utf8(d.as_os_str()))
+            ));
+        }
+        std::fs::write(share.join("config"), config)
+            .unwrap_or_else(|e| panic!("write {}/config: {e}", share.display()));
 
         let mut cmd = Command::new(QEMU);
         cmd.args(["-accel", "tcg,thread=multi", "-cpu", "max"])
@@ -408,6 +416,12 @@ impl Vm {
                 share.display()
             ))
             .stdin(Stdio::null());
+        for (i, d) in work.iter().enumerate() {
+            cmd.arg("-virtfs").arg(format!(
+                "local,path={},mount_tag=work{i},security_model=none,readonly=on,multidevs=remap",
+                d.display()
+            ));
+        }
         let log = |name: &str| {
             std::fs::File::create(share.join(name))
                 .unwrap_or_else(|e| panic!("create {}/{name}: {e}", share.display()))
@@ -811,6 +825,24 @@ fn snapshot(src: &Path, dir: &Path, name: &str) -> PathBuf {
 /// at exit. The VM runs the snapshot: it caches the host's files while it
 /// runs, and a binary that cargo replaced under a running VM would be read
 /// half old, half new there.
+/// The workspace root, and the target directory of the running test when
+/// it is outside the workspace (`CARGO_TARGET_DIR`): shared into the VM at
+/// the same paths.
+fn work_dirs() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf();
+    let mut out = vec![root.clone()];
+    let target = std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.parent()?.parent()?.to_path_buf()));
+    if let Some(t) = target.filter(|t| !t.starts_with(&root)) {
+        out.push(t);
+    }
+    out
+}
+
 pub fn cargo_test_binaries(names: &[&str]) -> TestBinaries {
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe
