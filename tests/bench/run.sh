@@ -5,6 +5,7 @@
 #   tests/bench/run.sh                          # full run, markdown to stdout
 #   tests/bench/run.sh -n 100 --json bench.json # also keep every sample
 #   tests/bench/run.sh --only cni,netavark --scale 0   # the peers alone
+#   tests/bench/run.sh --modes macvlan --scale 0       # one mode (ipvlan: see README, VM)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" -ne 0 ]; then
