@@ -41,6 +41,15 @@ pub enum Deferred {
     Conntrack(Vec<IpAddr>),
     /// A host-side link whose namespace outlives the container.
     Link(String),
+    /// A container's macvlan/ipvlan interface, in a namespace that outlives
+    /// the container (a sharer runs in it): deleted there if the namespace
+    /// at `netns` is still the recorded one and the link still of `kind`.
+    NsLink {
+        netns: std::path::PathBuf,
+        inode: u64,
+        ifname: String,
+        kind: String,
+    },
     /// The namespace bind mount, if it still holds the container's
     /// namespace (a restarted container with the same id may have its own
     /// there by now). Unmounting waits for an RCU grace period.
@@ -53,11 +62,30 @@ pub enum Deferred {
     Lease { network: String, address: IpAddr },
 }
 
+fn delete_ns_link(
+    netns: &std::path::Path,
+    inode: u64,
+    ifname: &str,
+    kind: &str,
+) -> wirehook_shared::Result<()> {
+    let ns = match wirehook_shared::netns::NetNs::open(netns) {
+        Ok(ns) if ns.inode() == inode => ns,
+        // Gone, or another container's by now: nothing of ours to delete.
+        _ => return Ok(()),
+    };
+    let nl = Netlink::in_netns(&ns)?;
+    match nl.link(ifname)? {
+        Some(l) if l.kind.as_deref() == Some(kind) => nl.delete_link(ifname).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
 /// Run `items` now; returns what could not be done.
 pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> {
     // Ports first, leases last: an address is free only once its flows are gone.
     items.sort_by_key(|d| match d {
-        Deferred::Ports { .. } => 0,
+        // Before the unmount: the link is reached through the bind mount.
+        Deferred::Ports { .. } | Deferred::NsLink { .. } => 0,
         Deferred::Lease { .. } => 2,
         _ => 1,
     });
@@ -78,6 +106,12 @@ pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> 
                     None => Err(wirehook_shared::Error::invalid("cannot open netlink")),
                 }
             }
+            Deferred::NsLink {
+                netns,
+                inode,
+                ifname,
+                kind,
+            } => delete_ns_link(netns, *inode, ifname, kind),
             Deferred::Unmount { id, path, inode } => unmount_if_same(paths, id, path, *inode),
             Deferred::Lease { network, address } => {
                 ipam::release_lease(paths, network, *address, owner).map(|_| ())

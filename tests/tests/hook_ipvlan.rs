@@ -301,7 +301,8 @@ fn ipvlan_l2_containers_share_the_parents_mac_and_reach_the_lan() {
     host.wirehook(&["check"], None).expect_success("check");
     unwire(&host, a.id());
     unwire(&host, b.id());
-    assert!(find_link(&a.links_json(), "eth0").is_none());
+    // (The finisher deletes it right after poststop returned.)
+    assert!(eventually(5, || find_link(&a.links_json(), "eth0").is_none()));
     assert_clean_sub(&host);
     host.wirehook(&["network", "rm", "lan"], None)
         .expect_success("rm");

@@ -272,12 +272,13 @@ fn bridge_mode_containers_reach_each_other_and_the_lan() {
         .expect_failure("rm while in use");
     unwire(&host, a.id());
     unwire(&host, b.id());
+    // (The finisher deletes them right after poststop returned.)
     assert!(
-        find_link(&a.links_json(), "eth0").is_none(),
+        eventually(5, || find_link(&a.links_json(), "eth0").is_none()),
         "eth0 gone from a"
     );
     assert!(
-        find_link(&b.links_json(), "eth0").is_none(),
+        eventually(5, || find_link(&b.links_json(), "eth0").is_none()),
         "eth0 gone from b"
     );
     assert_clean_macvlan(&host, "uplink1");

@@ -17,9 +17,10 @@
 //!
 //! Teardown: when the container's namespace dies, the kernel deletes the
 //! sub-interface with it; only when the namespace lives on (a sharer still
-//! runs in it) does teardown delete it, inline — the finisher works in the
-//! host namespace, and this case is rare. Leases are released by the
-//! finisher like a bridge container's.
+//! runs in it) is it deleted, by the finisher (after the runtime has its
+//! answer), through the namespace's bind mount and before that is
+//! unmounted. Leases are released by the finisher like a bridge
+//! container's.
 //!
 //! 802.1Q parents: `network create` (or the first container, after a
 //! reboot emptied `/run`) makes `BASE.ID` if it is missing and records that
@@ -790,26 +791,15 @@ fn open_recorded(rec: &ContainerRecord) -> Result<Option<NetNs>> {
 /// outlives the container (else the kernel deletes it with the
 /// namespace), the leases through the finisher.
 pub fn detach(cx: &mut HostCx<'_>, rec: &ContainerRecord, iface: &InterfaceRecord) {
-    if cx.netns_alive {
-        let kind = iface.driver.as_str();
-        let res = open_recorded(rec).and_then(|ns| match ns {
-            None => Ok(()),
-            Some(ns) => {
-                let nl = Netlink::in_netns(&ns)?;
-                match nl.link(&iface.ifname)? {
-                    Some(l) if l.kind.as_deref() == Some(kind) => {
-                        nl.delete_link(&iface.ifname).map(|_| ())
-                    }
-                    _ => Ok(()),
-                }
-            }
+    if let (true, Some(path)) = (cx.netns_alive, &rec.netns_path) {
+        // Deleting a sub-interface waits for the kernel (~20 ms): the
+        // finisher does it after the runtime has its answer.
+        cx.defer(Deferred::NsLink {
+            netns: path.clone(),
+            inode: rec.netns_inode,
+            ifname: iface.ifname.clone(),
+            kind: iface.driver.as_str().to_string(),
         });
-        if let Err(e) = res {
-            cx.problem(format!(
-                "{}: cannot remove {} from its namespace: {e}",
-                rec.id, iface.ifname
-            ));
-        }
     }
     let addrs: Vec<IpAddr> = iface.addresses.iter().map(|a| a.ip()).collect();
     // ipvlan l3s passes the host's netfilter: its flows are in the host's
