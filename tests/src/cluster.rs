@@ -7,6 +7,7 @@
 //!
 //! ```no_run
 //! use wirehook_tests::cluster::Cluster;
+//! use wirehook_tests::OutputExt;
 //! let cluster = Cluster::with_etcd("ov");
 //! let h1 = cluster.add_host();
 //! let h2 = cluster.add_host();
