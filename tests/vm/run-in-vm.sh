@@ -67,6 +67,18 @@ trap 'exit 130' INT TERM
 job="$share/jobs/1"
 mkdir -p "$job"
 printf 'WHVM_KROOT=%q\nWHVM_LOAD=%q\n' "$KROOT" "$LOAD" >"$share/config"
+# The workspace and the working directory again at their own paths: the VM
+# puts tmpfs on /tmp, /run, /var/tmp and /root, which would hide them there.
+ws=$(cd "$HERE/../.." && pwd)
+work=(-virtfs "local,path=$ws,mount_tag=work0,security_model=none,readonly=on,multidevs=remap")
+printf 'WHVM_WORK0=%q\n' "$ws" >>"$share/config"
+case $PWD/ in
+"$ws"/*) ;;
+*)
+    work+=(-virtfs "local,path=$PWD,mount_tag=work1,security_model=none,readonly=on,multidevs=remap")
+    printf 'WHVM_WORK1=%q\n' "$PWD" >>"$share/config"
+    ;;
+esac
 {
     while IFS= read -r -d '' kv; do
         case $kv in WIREHOOK_* | RUST_* | CARGO_*) printf 'export %q\n' "$kv" ;; esac
@@ -87,6 +99,7 @@ qemu-system-x86_64 -accel tcg,thread=multi -cpu "$cpu" -smp "$cpus" -m "$mem" \
     -kernel "$KERNEL" -initrd "$INITRD" -append "console=ttyS0 panic=-1 quiet mitigations=off" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$share,mount_tag=share,security_model=none,multidevs=remap" \
+    "${work[@]}" \
     </dev/null >"$share/qemu.log" 2>&1 &
 qpid=$!
 
