@@ -110,6 +110,14 @@ pub struct VxlanSpec<'a> {
     pub mac: [u8; 6],
 }
 
+fn neighbour_address(ip: IpAddr) -> netlink_packet_route::neighbour::NeighbourAddress {
+    use netlink_packet_route::neighbour::NeighbourAddress;
+    match ip {
+        IpAddr::V4(v) => NeighbourAddress::Inet(v),
+        IpAddr::V6(v) => NeighbourAddress::Inet6(v),
+    }
+}
+
 fn fmt_mac(m: &[u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
@@ -643,16 +651,17 @@ impl Netlink {
 
     /// Delete the neighbour entry of `ip` on link `index`; missing is fine.
     pub fn delete_neighbour(&self, index: u32, ip: IpAddr) -> Result<()> {
-        use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
+        use netlink_packet_route::neighbour::NeighbourAttribute;
         use netlink_packet_route::AddressFamily;
         let mut msg = netlink_packet_route::neighbour::NeighbourMessage::default();
         msg.header.ifindex = index;
-        let (family, addr) = match ip {
-            IpAddr::V4(v) => (AddressFamily::Inet, NeighbourAddress::Inet(v)),
-            IpAddr::V6(v) => (AddressFamily::Inet6, NeighbourAddress::Inet6(v)),
+        msg.header.family = if ip.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
         };
-        msg.header.family = family;
-        msg.attributes.push(NeighbourAttribute::Destination(addr));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(neighbour_address(ip)));
         match self.block(self.handle.neighbours().del(msg).execute()) {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, libc::ENOENT) || is_errno(&e, libc::ESRCH) => Ok(()),
@@ -685,7 +694,7 @@ impl Netlink {
     /// missing is fine.
     pub fn delete_fdb(&self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
         use netlink_packet_route::neighbour::{
-            NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage,
+            NeighbourAttribute, NeighbourFlags, NeighbourMessage,
         };
         use netlink_packet_route::AddressFamily;
         let mut msg = NeighbourMessage::default();
@@ -695,10 +704,7 @@ impl Netlink {
         msg.attributes
             .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
         msg.attributes
-            .push(NeighbourAttribute::Destination(match dst {
-                IpAddr::V4(v) => NeighbourAddress::Inet(v),
-                IpAddr::V6(v) => NeighbourAddress::Inet6(v),
-            }));
+            .push(NeighbourAttribute::Destination(neighbour_address(dst)));
         match self.block(self.handle.neighbours().del(msg).execute()) {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, libc::ENOENT) || is_errno(&e, libc::ESRCH) => Ok(()),
@@ -709,13 +715,42 @@ impl Netlink {
         }
     }
 
-    /// The permanent IPv4 neighbour entries of link `index`: (ip, mac).
+    /// The IPv4 neighbour entries of link `index`: (ip, mac).
     pub fn neighbours(&self, index: u32) -> Result<Vec<(IpAddr, [u8; 6])>> {
+        Ok(self
+            .neighbour_entries(None, index, "list neighbours")?
+            .into_iter()
+            .filter(|(ip, _)| ip.is_ipv4())
+            .collect())
+    }
+
+    /// The forwarding entries of VXLAN device `index` that name a remote
+    /// host: (mac, destination).
+    pub fn fdb(&self, index: u32) -> Result<Vec<([u8; 6], IpAddr)>> {
+        use netlink_packet_route::AddressFamily;
+        Ok(self
+            .neighbour_entries(Some(AddressFamily::Bridge), index, "list fdb entries")?
+            .into_iter()
+            .map(|(ip, mac)| (mac, ip))
+            .collect())
+    }
+
+    /// The entries of one neighbour table (`family`; None: IP neighbours)
+    /// on link `index` that have both an address and a MAC.
+    fn neighbour_entries(
+        &self,
+        family: Option<netlink_packet_route::AddressFamily>,
+        index: u32,
+        op: &str,
+    ) -> Result<Vec<(IpAddr, [u8; 6])>> {
         use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
-        let req = self.handle.neighbours().get().execute();
+        let mut req = self.handle.neighbours().get();
+        if let Some(f) = family {
+            req = req.set_address_family(f);
+        }
         let msgs: Vec<_> = self
-            .block(req.try_collect())
-            .map_err(|e| nl_err("list neighbours", e))?;
+            .block(req.execute().try_collect())
+            .map_err(|e| nl_err(op, e))?;
         Ok(msgs
             .iter()
             .filter(|m| m.header.ifindex == index)
@@ -727,50 +762,12 @@ impl Netlink {
                         NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
                             ip = Some(IpAddr::V4(*v))
                         }
-                        NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 => {
-                            let mut m = [0u8; 6];
-                            m.copy_from_slice(l);
-                            mac = Some(m);
-                        }
-                        _ => {}
-                    }
-                }
-                Some((ip?, mac?))
-            })
-            .collect())
-    }
-
-    /// The forwarding entries of VXLAN device `index` that name a remote
-    /// host: (mac, destination).
-    pub fn fdb(&self, index: u32) -> Result<Vec<([u8; 6], IpAddr)>> {
-        use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute};
-        use netlink_packet_route::AddressFamily;
-        let req = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Bridge)
-            .execute();
-        let msgs: Vec<_> = self
-            .block(req.try_collect())
-            .map_err(|e| nl_err("list fdb entries", e))?;
-        Ok(msgs
-            .iter()
-            .filter(|m| m.header.ifindex == index)
-            .filter_map(|m| {
-                let mut dst = None;
-                let mut mac = None;
-                for a in &m.attributes {
-                    match a {
-                        NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
-                            dst = Some(IpAddr::V4(*v))
-                        }
                         NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
-                            dst = Some(IpAddr::V6(*v))
+                            ip = Some(IpAddr::V6(*v))
                         }
                         // Bridge-family messages carry the address untyped.
                         NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
-                            dst = match b.len() {
+                            ip = match b.len() {
                                 4 => Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
                                 16 => <[u8; 16]>::try_from(b.as_slice())
                                     .ok()
@@ -786,7 +783,7 @@ impl Netlink {
                         _ => {}
                     }
                 }
-                Some((mac?, dst?))
+                Some((ip?, mac?))
             })
             .collect())
     }
