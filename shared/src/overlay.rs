@@ -117,15 +117,6 @@ impl HostClaim {
     pub fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.subnet.network()) + 1)
     }
-
-    pub fn mac(&self) -> Result<[u8; 6]> {
-        crate::annotations::parse_mac(&self.vtep_mac).map_err(|_| {
-            Error::Store(format!(
-                "host {} has VXLAN MAC {:?}, which is not one",
-                self.host, self.vtep_mac
-            ))
-        })
-    }
 }
 
 /// What one host programs for another: route, neighbour, FDB entry.
@@ -140,6 +131,17 @@ pub struct Peer {
 impl Peer {
     pub fn vtep_ip(&self) -> Ipv4Addr {
         self.subnet.network()
+    }
+
+    /// The peer's VXLAN MAC; an error naming the host if the store holds
+    /// something else.
+    pub fn mac(&self) -> Result<[u8; 6]> {
+        crate::annotations::parse_mac(&self.vtep_mac).map_err(|_| {
+            Error::Store(format!(
+                "host {} has VXLAN MAC {:?}, which is not one",
+                self.host, self.vtep_mac
+            ))
+        })
     }
 
     /// `HOST SUBNET via UNDERLAY`, as `ps` and wiretop list peers.
@@ -418,13 +420,16 @@ pub fn create_network(store: &dyn Store, mut def: NetworkDef) -> Result<NetworkD
     if def.driver != Driver::Overlay {
         return Err(Error::invalid("not an overlay network"));
     }
-    let body = |d: &NetworkDef| serde_json::to_vec(d).expect("serializable");
+    // Config and VNI in one transaction: true if neither existed.
+    let put = |d: &NetworkDef, vni: u32| {
+        let body = serde_json::to_vec(d).expect("serializable");
+        store.create(&[
+            (&config_key(&d.name), &body),
+            (&vni_key(vni), d.name.as_bytes()),
+        ])
+    };
     if let Some(vni) = def.vni {
-        let b = body(&def);
-        if store.create(&[
-            (&config_key(&def.name), &b),
-            (&vni_key(vni), def.name.as_bytes()),
-        ])? {
+        if put(&def, vni)? {
             return Ok(def);
         }
         return Err(create_conflict(store, &def, vni));
@@ -441,11 +446,7 @@ pub fn create_network(store: &dyn Store, mut def: NetworkDef) -> Result<NetworkD
             vni += 1;
         }
         def.vni = Some(vni);
-        let b = body(&def);
-        if store.create(&[
-            (&config_key(&def.name), &b),
-            (&vni_key(vni), def.name.as_bytes()),
-        ])? {
+        if put(&def, vni)? {
             return Ok(def);
         }
         if store.get(&config_key(&def.name))?.is_some() {

@@ -208,8 +208,9 @@ impl Agent<'_> {
                                 .apply(ev);
                             touched.insert(net.to_string());
                         }
-                        for net in touched {
-                            self.serve(&net);
+                        let scope = self.scope();
+                        for net in touched.iter().filter(|n| scope.contains(n)) {
+                            self.serve(net);
                         }
                     }
                     Ok(Msg::Watch(_, WatchMsg::Compacted { compact_revision })) => {
@@ -229,9 +230,7 @@ impl Agent<'_> {
                     Ok(Msg::LeaseLost) => self.renew_lease(),
                     Err(RecvTimeoutError::Timeout) => {
                         next_resync = Instant::now() + Duration::from_secs(self.args.resync);
-                        for net in self.scope() {
-                            self.serve(&net);
-                        }
+                        self.serve_all();
                     }
                     Err(RecvTimeoutError::Disconnected) => bail!("agent channel closed"),
                 }
@@ -243,9 +242,7 @@ impl Agent<'_> {
     fn relist(&mut self) -> Result<i64> {
         let listing = self.etcd.range(&overlay::networks_prefix())?;
         self.views = ClusterView::all_from_listing(&listing);
-        for net in self.scope() {
-            self.serve(&net);
-        }
+        self.serve_all();
         Ok(listing.revision)
     }
 
@@ -290,13 +287,17 @@ impl Agent<'_> {
         out
     }
 
-    /// Reconcile one network if it is in scope, and keep this host's
-    /// liveness key on it. Failures are logged: the next event or resync
-    /// tries again.
-    fn serve(&mut self, net: &str) {
-        if !self.scope().iter().any(|n| n == net) {
-            return;
+    /// [`serve`](Self::serve) every network in scope.
+    fn serve_all(&mut self) {
+        for net in self.scope() {
+            self.serve(&net);
         }
+    }
+
+    /// Reconcile one network of [`scope`](Self::scope), and keep this
+    /// host's liveness key on it. Failures are logged: the next event or
+    /// resync tries again.
+    fn serve(&mut self, net: &str) {
         let view = self
             .views
             .entry(net.to_string())
@@ -338,9 +339,7 @@ impl Agent<'_> {
                 self.lease = id;
                 set_keepalive_lease(id);
                 self.alive_written.clear();
-                for net in self.scope() {
-                    self.serve(&net);
-                }
+                self.serve_all();
             }
             Err(e) => log::warn(format!("agent: cannot renew the lease: {e}")),
         }

@@ -330,10 +330,9 @@ fn sync_peers(
             }
         }
         for (mac, dst) in nl.fdb(vx)? {
-            let keep = desired.iter().any(|p| {
-                IpAddr::V4(p.underlay) == dst
-                    && wirehook_shared::annotations::parse_mac(&p.vtep_mac).ok() == Some(mac)
-            });
+            let keep = desired
+                .iter()
+                .any(|p| IpAddr::V4(p.underlay) == dst && p.mac().ok() == Some(mac));
             if !keep {
                 nl.delete_fdb(vx, mac, dst)?;
             }
@@ -347,12 +346,7 @@ fn sync_peers(
         if !from_kernel && state.peers.contains(p) {
             continue;
         }
-        let mac = wirehook_shared::annotations::parse_mac(&p.vtep_mac).map_err(|_| {
-            Error::Store(format!(
-                "host {} has VXLAN MAC {:?}, which is not one",
-                p.host, p.vtep_mac
-            ))
-        })?;
+        let mac = p.mac()?;
         nl.replace_fdb(vx, mac, IpAddr::V4(p.underlay))?;
         nl.replace_neighbour(vx, IpAddr::V4(p.vtep_ip()), mac)?;
         nl.replace_onlink_route(p.subnet.network(), p.subnet.prefix(), p.vtep_ip(), vx)?;
@@ -375,7 +369,7 @@ fn sync_peers(
 fn remove_peer(nl: &Netlink, vx: u32, p: &Peer) -> Result<()> {
     nl.delete_route(p.subnet.network(), p.subnet.prefix(), vx)?;
     nl.delete_neighbour(vx, IpAddr::V4(p.vtep_ip()))?;
-    if let Ok(mac) = wirehook_shared::annotations::parse_mac(&p.vtep_mac) {
+    if let Ok(mac) = p.mac() {
         nl.delete_fdb(vx, mac, IpAddr::V4(p.underlay))?;
     }
     Ok(())
