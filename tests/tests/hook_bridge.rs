@@ -557,24 +557,17 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
     );
     // Waiting for a finishing teardown would take the whole window (made
     // 30 s here); a live holder is refused at once.
-    let bundle = b.bundle(NetNsEntry::Fresh);
-    let state = b.state_json(
-        b.id(),
-        "creating",
+    let t = std::time::Instant::now();
+    let out = setup_env(
+        &host,
+        &b,
         &[
             ("io.wirehook.network", "bridge"),
             ("io.wirehook.ports", "8282:80"),
         ],
-        &bundle,
-    );
-    let t = std::time::Instant::now();
-    let out = host
-        .wirehook_env(
-            &["hook", "createRuntime"],
-            Some(&state),
-            &[("WIREHOOK_FINISH_WAIT_MS", "30000")],
-        )
-        .expect_failure("port held by a running container");
+        &[("WIREHOOK_FINISH_WAIT_MS", "30000")],
+    )
+    .expect_failure("port held by a running container");
     assert!(
         t.elapsed() < std::time::Duration::from_secs(15),
         "no waiting for a live holder: {:?}",

@@ -33,14 +33,7 @@ fn failure_at_every_step_leaves_nothing_behind() {
     ];
     for step in STEPS {
         let c = host.container(&format!("f{step}"));
-        let bundle = c.bundle(NetNsEntry::Fresh);
-        let state = c.state_json(c.id(), "creating", &ann, &bundle);
-        let out = host
-            .wirehook_env(
-                &["hook", "createRuntime"],
-                Some(&state),
-                &[("WIREHOOK_FAIL_AT", step)],
-            )
+        let out = setup_env(&host, &c, &ann, &[("WIREHOOK_FAIL_AT", step)])
             .expect_failure(&format!("setup failing at {step}"));
         let err = out.stderr_str();
         assert_eq!(err.trim().lines().count(), 1, "one line at {step}: {err}");
@@ -61,16 +54,10 @@ fn failure_at_every_step_leaves_nothing_behind() {
     // The other modes roll back the same way.
     for (mode, step) in [("none", "bindmount"), ("none", "record"), ("none", "done")] {
         let c = host.container(&format!("{mode}{step}"));
-        let bundle = c.bundle(NetNsEntry::Fresh);
-        let state = c.state_json(
-            c.id(),
-            "creating",
+        setup_env(
+            &host,
+            &c,
             &[("io.wirehook.network", mode)],
-            &bundle,
-        );
-        host.wirehook_env(
-            &["hook", "createRuntime"],
-            Some(&state),
             &[("WIREHOOK_FAIL_AT", step)],
         )
         .expect_failure(step);

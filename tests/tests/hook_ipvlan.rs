@@ -430,15 +430,7 @@ fn ipvlan_failure_at_every_step_and_static_address_restart() {
         "done",
     ] {
         let c = host.container(&format!("f{step}"));
-        let bundle = c.bundle(NetNsEntry::Fresh);
-        let state = c.state_json(c.id(), "creating", &ann, &bundle);
-        let out = host
-            .wirehook_env(
-                &["hook", "createRuntime"],
-                Some(&state),
-                &[("WIREHOOK_FAIL_AT", step)],
-            )
-            .expect_failure(step);
+        let out = setup_env(&host, &c, &ann, &[("WIREHOOK_FAIL_AT", step)]).expect_failure(step);
         one_line(&out, &format!("injected failure at step {step}"));
         assert_clean_sub(&host);
         assert!(

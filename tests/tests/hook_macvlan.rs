@@ -533,14 +533,7 @@ fn failure_at_every_step_leaves_nothing_behind() {
     ];
     for step in STEPS {
         let c = host.container(&format!("f{step}"));
-        let bundle = c.bundle(NetNsEntry::Fresh);
-        let state = c.state_json(c.id(), "creating", &ann, &bundle);
-        let out = host
-            .wirehook_env(
-                &["hook", "createRuntime"],
-                Some(&state),
-                &[("WIREHOOK_FAIL_AT", step)],
-            )
+        let out = setup_env(&host, &c, &ann, &[("WIREHOOK_FAIL_AT", step)])
             .expect_failure(&format!("setup failing at {step}"));
         one_line(&out, &format!("injected failure at step {step}"));
         assert_clean_macvlan(&host, "uplink1");

@@ -12,10 +12,22 @@ use wirehook_tests::*;
 
 /// Run setup for bare container `c` with `ann`; returns the output.
 pub fn setup(host: &TestHost, c: &Container<'_>, ann: &[(&str, &str)]) -> Output {
+    setup_env(host, c, ann, &[])
+}
+
+/// [`setup`] with extra environment variables for the hook (test knobs:
+/// `WIREHOOK_FAIL_AT`, `WIREHOOK_FINISH_WAIT_MS`, ...).
+pub fn setup_env(
+    host: &TestHost,
+    c: &Container<'_>,
+    ann: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> Output {
     let bundle = c.bundle(NetNsEntry::Fresh);
-    host.wirehook_hook(
-        "createRuntime",
-        &c.state_json(c.id(), "creating", ann, &bundle),
+    host.wirehook_env(
+        &["hook", "createRuntime"],
+        Some(&c.state_json(c.id(), "creating", ann, &bundle)),
+        env,
     )
 }
 
