@@ -126,13 +126,33 @@ pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> 
     problems
 }
 
+/// How many lock files serialise namespace bind mounts (see [`mount_lock`]).
+const MOUNT_LOCK_STRIPES: u64 = 32;
+
 /// Lock serialising a container id's namespace bind mount between a new
-/// setup and an old teardown's finisher.
-pub fn mount_lock(
-    paths: &Paths,
-    id: &str,
-) -> wirehook_shared::Result<wirehook_shared::fsutil::Lock> {
-    wirehook_shared::fsutil::Lock::exclusive(&paths.locks_dir().join(format!("ctr-{id}.lock")))
+/// setup, an old teardown's finisher and gc. Ids are striped over a fixed
+/// set of lock files, made all at once the first time, so the number of
+/// files under the run directory does not grow with every container ever
+/// started, and no lock file is ever unlinked (which would let two holders
+/// in at once). Unrelated ids that share a stripe wait for each other only
+/// for the length of one mount or unmount.
+pub fn mount_lock(paths: &Paths, id: &str) -> wirehook_shared::Result<Lock> {
+    let dir = paths.locks_dir();
+    let stripe = |n: u64| dir.join(format!("mount-{n:02}.lock"));
+    let mine = stripe(wirehook_shared::network::stable_hash(id.as_bytes()) % MOUNT_LOCK_STRIPES);
+    if !mine.exists() {
+        fsutil::ensure_dir(&dir)?;
+        for n in 0..MOUNT_LOCK_STRIPES {
+            let path = stripe(n);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| wirehook_shared::Error::io("create lock", &path, e))?;
+        }
+    }
+    Lock::exclusive(&mine)
 }
 
 fn unmount_if_same(
@@ -143,9 +163,62 @@ fn unmount_if_same(
 ) -> wirehook_shared::Result<()> {
     let _lock = mount_lock(paths, id)?;
     if wirehook_shared::netns::inode_of_path(path) == Some(inode) {
+        // (The mount point goes with the mount.)
         wirehook_shared::netns::unmount(path)?;
     }
     Ok(())
+}
+
+/// How long a start waits for a finishing teardown to let go of what it
+/// asks for (its id, an address, a host port): 5 s, well inside the 10 s
+/// hook timeout of hooks.d, or `WIREHOOK_FINISH_WAIT_MS` (tests make it
+/// long, to tell waiting from not waiting on a slow machine).
+pub fn wait_budget() -> std::time::Duration {
+    let ms = std::env::var("WIREHOOK_FINISH_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    std::time::Duration::from_millis(ms)
+}
+
+/// Make sure no teardown of container `id` is still finishing before a new
+/// setup of the same id starts (a runtime restarting a container keeps its
+/// id: `podman restart`). The finisher of the previous run closes that
+/// run's published ports, flushes its flows and releases its leases, all
+/// under the same owner id: left running, it would take them from the new
+/// run. A running finisher is waited for (up to `budget`); one that died
+/// is finished here, before anything of the new run exists.
+pub fn settle_previous_run(
+    paths: &Paths,
+    id: &str,
+    budget: std::time::Duration,
+) -> wirehook_shared::Result<()> {
+    let marker = marker_path(paths, id);
+    let deadline = std::time::Instant::now() + budget;
+    loop {
+        if !marker.exists() {
+            return Ok(());
+        }
+        if let Some(_lock) = Lock::try_exclusive(&marker)? {
+            // Unlocked: its finisher died. Finish its job while holding the
+            // lock (gc would otherwise do it later, over the new run).
+            if let Ok(Some(m)) = fsutil::read_json::<Marker>(&marker) {
+                log::warn(format!(
+                    "{id}: the previous run's teardown did not finish; finishing it first"
+                ));
+                run(paths, &m.owner, m.items);
+            }
+            let _ = fsutil::remove_file(&marker);
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(wirehook_shared::Error::Conflict(format!(
+                "the previous teardown of container {id} is still running after {} ms: start it again in a moment, or run `wirehook gc`",
+                budget.as_millis()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// What a running finisher is still doing, in `run/finishing/ID.json`,
@@ -180,10 +253,20 @@ pub fn markers(paths: &Paths) -> Vec<(Marker, bool)> {
         .collect()
 }
 
-/// Finish what a dead finisher left (from its marker), then drop the marker.
-pub fn finish_abandoned(paths: &Paths, m: &Marker) -> Vec<String> {
-    let problems = run(paths, &m.owner, m.items.clone());
-    let _ = fsutil::remove_file(&marker_path(paths, &m.owner));
+/// Finish what a dead finisher left (from its marker), then drop the
+/// marker. Holds the marker's lock meanwhile, and does nothing if someone
+/// else holds it or the marker is gone (a setup of the same id finished it
+/// first: see [`settle_previous_run`]).
+pub fn finish_abandoned(paths: &Paths, owner: &str) -> Vec<String> {
+    let marker = marker_path(paths, owner);
+    let Ok(Some(_lock)) = Lock::try_exclusive(&marker) else {
+        return Vec::new();
+    };
+    let Ok(Some(m)) = fsutil::read_json::<Marker>(&marker) else {
+        return Vec::new();
+    };
+    let problems = run(paths, &m.owner, m.items);
+    let _ = fsutil::remove_file(&marker);
     problems
 }
 

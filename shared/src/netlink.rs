@@ -389,24 +389,55 @@ impl Netlink {
             .map_err(|e| nl_err(format!("set hairpin mode on link {index}"), e))
     }
 
-    /// Give a link no IPv6 link-local address (addr_gen_mode none). Done
-    /// while the link is down, so it never generates one: no duplicate
-    /// address detection, router solicitation or MLD traffic, which on a
-    /// bridge is flooded to every port and makes each new container cost
-    /// more than the last.
-    pub fn disable_ipv6_link_local(&self, index: u32) -> Result<()> {
-        use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode};
+    /// Prepare a container's interface while it is down, in one request.
+    ///
+    /// `no_ipv6`: no IPv6 link-local address (addr_gen_mode none), so it
+    /// never generates one: no duplicate address detection, router
+    /// solicitation or MLD traffic, which on a bridge is flooded to every
+    /// port and makes each new container cost more than the last.
+    ///
+    /// `announce`: arp_notify, so the kernel announces the interface's
+    /// IPv4 addresses (gratuitous ARP) when it comes up: a container
+    /// restarted with an address its predecessor had, but a new MAC, is not
+    /// left unreachable behind its neighbours' stale caches. (IPv6's
+    /// ndisc_notify is a sysctl only, not settable by netlink.)
+    pub fn prepare_container_link(&self, index: u32, no_ipv6: bool, announce: bool) -> Result<()> {
+        use netlink_packet_route::link::{
+            AfSpecInet, AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InetDevConf,
+        };
+        let mut spec = Vec::new();
+        if announce {
+            // Only the non-zero fields of a request are sent.
+            let mut conf = InetDevConf::default();
+            conf.arp_notify = 1;
+            spec.push(AfSpecUnspec::Inet(vec![AfSpecInet::DevConfRequest(conf)]));
+        }
+        if no_ipv6 {
+            spec.push(AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+                In6AddrGenMode::None,
+            )]));
+        }
+        if spec.is_empty() {
+            return Ok(());
+        }
         let msg = LinkUnspec::new_with_index(index)
-            .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
-            )]))
+            .append_extra_attribute(LinkAttribute::AfSpecUnspec(spec))
             .build();
         match self.block(self.handle.link().set(msg).execute()) {
             Ok(()) => Ok(()),
-            // IPv6 disabled or absent in this namespace: nothing to generate anyway.
-            Err(e) if is_errno(&e, libc::EAFNOSUPPORT) => Ok(()),
-            Err(e) => Err(nl_err(format!("set addr_gen_mode none on link {index}"), e)),
+            // IPv6 disabled or absent in this namespace: nothing to generate
+            // anyway; the rest still applies.
+            Err(e) if no_ipv6 && is_errno(&e, libc::EAFNOSUPPORT) => {
+                self.prepare_container_link(index, false, announce)
+            }
+            Err(e) => Err(nl_err(format!("prepare link {index}"), e)),
         }
+    }
+
+    /// Give a link no IPv6 link-local address (see
+    /// [`Netlink::prepare_container_link`]).
+    pub fn disable_ipv6_link_local(&self, index: u32) -> Result<()> {
+        self.prepare_container_link(index, true, false)
     }
 
     /// Set a link up.
@@ -637,16 +668,32 @@ impl Netlink {
     /// A permanent neighbour entry `ip` -> `mac` on link `index` (replacing
     /// whatever was there).
     pub fn replace_neighbour(&self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
+        self.set_neighbour(index, ip, mac, false)
+    }
+
+    /// Point the neighbour entry of `ip` on link `index` at `mac`,
+    /// replacing whatever was cached, as a stale entry (used at once,
+    /// confirmed by the kernel later): a new owner of an address takes it
+    /// over without waiting out the old owner's reachable time.
+    pub fn refresh_neighbour(&self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
+        self.set_neighbour(index, ip, mac, true)
+    }
+
+    fn set_neighbour(&self, index: u32, ip: IpAddr, mac: [u8; 6], stale: bool) -> Result<()> {
         use netlink_packet_route::neighbour::NeighbourState;
         let req = self
             .handle
             .neighbours()
             .add(index, ip)
             .link_layer_address(&mac)
-            .state(NeighbourState::Permanent)
+            .state(if stale {
+                NeighbourState::Stale
+            } else {
+                NeighbourState::Permanent
+            })
             .replace();
         self.block(req.execute())
-            .map_err(|e| nl_err(format!("add neighbour {ip} on link {index}"), e))
+            .map_err(|e| nl_err(format!("set neighbour {ip} on link {index}"), e))
     }
 
     /// Delete the neighbour entry of `ip` on link `index`; missing is fine.

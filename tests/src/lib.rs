@@ -118,5 +118,5 @@ pub use dummy_hook::{DummyHook, HookCall};
 pub use etcd::{EtcdServer, EtcdTls};
 pub use host::{find_link, TestHost};
 pub use runtime::{Runtime, RuntimeContainer};
-pub use sys::in_netns;
+pub use sys::{in_netns, CpuHog};
 pub use uplink::{tcp_request, udp_request, EchoServer, Uplink};

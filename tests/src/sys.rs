@@ -229,6 +229,46 @@ pub fn netns_in_use(inode: u64) -> bool {
         .any(|p| netns_inode_of_pid(p) == Some(inode))
 }
 
+/// Busy loops, one per core, for as long as this value lives: tests that
+/// must hold on a loaded machine run with one alive. Each loop is a shell
+/// process, killed on drop or when the thread that made it ends.
+pub struct CpuHog {
+    children: Vec<std::process::Child>,
+}
+
+impl CpuHog {
+    /// One busy loop on every core this process may run on.
+    pub fn on_every_core() -> CpuHog {
+        let n = thread::available_parallelism().map_or(2, |n| n.get());
+        let children = (0..n)
+            .map(|_| {
+                let mut c = std::process::Command::new("sh");
+                c.args(["-c", "while :; do :; done"])
+                    .stdin(std::process::Stdio::null());
+                // SAFETY: prctl only, between fork and exec: the loop dies
+                // with the thread that made it, even if the test is killed.
+                unsafe {
+                    std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        Ok(())
+                    });
+                }
+                c.spawn().expect("spawn a busy loop (sh)")
+            })
+            .collect();
+        CpuHog { children }
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

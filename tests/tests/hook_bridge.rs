@@ -522,28 +522,95 @@ fn gc_cleans_up_after_a_runtime_that_never_called_poststop() {
     assert_clean(&host);
 }
 
+/// Setup of the container process `c` under the id `id` (a restart keeps
+/// the id of the run before it, with a new process and namespace).
+fn setup_as(
+    host: &TestHost,
+    c: &Container<'_>,
+    id: &str,
+    ann: &[(&str, &str)],
+) -> std::process::Output {
+    let bundle = c.bundle(NetNsEntry::Fresh);
+    host.wirehook_hook("createRuntime", &c.state_json(id, "creating", ann, &bundle))
+}
+
+/// Poststop of `id` whose finisher, once detached, sleeps `delay_ms` first.
+fn unwire_slowly(host: &TestHost, id: &str, delay_ms: u64) {
+    let bundle = host.root().join("no-bundle");
+    host.wirehook_env(
+        &["hook", "poststop"],
+        Some(&oci_state(id, "stopped", None, &bundle, &[])),
+        &[("WIREHOOK_FINISH_DELAY_MS", &delay_ms.to_string())],
+    )
+    .expect_success(&format!("teardown of {id}"));
+}
+
 #[test]
 fn a_restarted_container_gets_its_port_and_address_back_at_once() {
+    // On a loaded machine the previous run's teardown is still finishing
+    // (and its namespace still being destroyed) when the next run starts.
+    let _load = CpuHog::on_every_core();
     let host = TestHost::new("again");
     let up = host.uplink();
+    // A bystander keeps the bridge up while the others come and go, as on
+    // any host with more than one container: the bridge then never loses
+    // its carrier, so nothing flushes the host's neighbour cache.
+    let bystander = host.container("by");
+    wire(&host, &bystander, &[("io.wirehook.network", "bridge")]);
     let ann = [
         ("io.wirehook.network", "bridge"),
         ("io.wirehook.ports", "8181:80"),
         ("io.wirehook.ip", "10.88.7.7"),
     ];
-    // Teardown finishes in the background; the next start must not fail on
-    // what the previous run still holds for a moment.
-    for round in 0..5 {
+    let finishing = |id: &str| run_dir(&host).join("finishing").join(format!("{id}.json"));
+    let mut prev: Option<String> = None;
+    for round in 0..24 {
+        // Four kinds of restart in turn: a new id, the same id, and each of
+        // them while the previous run's finisher still runs.
+        let same_id = round % 2 == 1;
+        let slow = round % 4 >= 2;
+        let what = format!(
+            "round {round} ({} id{})",
+            if same_id { "same" } else { "new" },
+            if slow {
+                ", previous teardown still finishing"
+            } else {
+                ""
+            }
+        );
         let c = host.container(&format!("r{round}"));
-        wire(&host, &c, &ann);
-        let _srv = EchoServer::tcp(&c.netns_path(), "0.0.0.0:80".parse().unwrap());
+        let id = match (&prev, same_id) {
+            (Some(p), true) => p.clone(),
+            _ => c.id().to_string(),
+        };
+        if slow {
+            assert!(
+                prev.as_deref().is_some_and(|p| finishing(p).exists()),
+                "{what}: the previous run's finisher is still running"
+            );
+        }
+        setup_as(&host, &c, &id, &ann).expect_success(&format!("{what}: setup"));
+        let srv = EchoServer::tcp(&c.netns_path(), "0.0.0.0:80".parse().unwrap());
         let r = up.tcp_request(SocketAddr::new(up.host_addr().into(), 8181), "again");
         assert!(
-            r.is_ok_and(|r| r.ends_with("again")),
-            "round {round}: port answers"
+            r.as_ref().is_ok_and(|r| r.ends_with("again")),
+            "{what}: the published port answers: {r:?}"
         );
-        unwire(&host, c.id());
+        let check = host
+            .wirehook(&["check", &id], None)
+            .expect_success(&format!("{what}: wirehook check"));
+        assert!(
+            check.stdout_str().contains("ok"),
+            "{what}: {}",
+            check.stdout_str()
+        );
+        drop(srv);
+        // The next round of the slow kinds starts while this finisher sleeps.
+        let next_slow = (round + 1) % 4 >= 2;
+        unwire_slowly(&host, &id, if next_slow { 300 } else { 0 });
+        prev = Some(id);
     }
+    unwire(&host, bystander.id());
     // But a port held by a live container is refused at once, with its holder.
     let a = host.container("a");
     let b = host.container("b");
@@ -649,4 +716,130 @@ fn gc_leaves_a_running_teardown_alone_and_finishes_an_abandoned_one() {
     assert!(out.contains("ghost"), "{out}");
     assert_clean(&host);
     assert!(!fin.join("ghost.json").exists(), "marker removed");
+}
+
+#[test]
+fn check_finds_a_published_port_whose_map_element_is_gone_or_elsewhere() {
+    let host = TestHost::new("chkport");
+    let c = host.container("c");
+    wire(
+        &host,
+        &c,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "8484:80"),
+        ],
+    );
+    let ip = ipv4_of(&c);
+    host.wirehook(&["check"], None)
+        .expect_success("check of a correct container");
+
+    // Deleted by hand.
+    host.exec(&[
+        "nft",
+        "delete",
+        "element",
+        "inet",
+        "wirehook",
+        "pub4_any",
+        "{ tcp . 8484 }",
+    ])
+    .expect_success("delete the port's element");
+    let out = host.wirehook(&["check"], None);
+    let text = format!("{}{}", out.stdout_str(), out.stderr_str());
+    assert!(!out.status.success(), "check must fail: {text}");
+    assert!(
+        text.contains("8484/tcp") && text.contains("missing"),
+        "{text}"
+    );
+
+    // Pointing at another address.
+    host.exec(&[
+        "nft",
+        "add",
+        "element",
+        "inet",
+        "wirehook",
+        "pub4_any",
+        "{ tcp . 8484 : 10.88.0.99 . 80 }",
+    ])
+    .expect_success("add an element pointing elsewhere");
+    let out = host.wirehook(&["check"], None);
+    let text = format!("{}{}", out.stdout_str(), out.stderr_str());
+    assert!(!out.status.success(), "check must fail: {text}");
+    assert!(
+        text.contains("10.88.0.99:80") && text.contains(&ip.to_string()),
+        "{text}"
+    );
+    // Teardown leaves another owner's element alone; remove it by hand.
+    unwire(&host, c.id());
+    host.exec(&[
+        "nft",
+        "delete",
+        "element",
+        "inet",
+        "wirehook",
+        "pub4_any",
+        "{ tcp . 8484 }",
+    ])
+    .expect_success("delete the stray element");
+    assert_clean(&host);
+}
+
+/// Every file under `dir`, recursively (mount points included).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_run_directory_does_not_grow_with_every_container() {
+    let host = TestHost::new("files");
+    let ann = [
+        ("io.wirehook.network", "bridge"),
+        ("io.wirehook.ports", "8585:80"),
+    ];
+    // One process serves every run: each cycle wires it under a new id
+    // (the teardown removes the veth, both ends, while it lives on).
+    let c = host.container("c");
+    let settled = || {
+        eventually(30, || {
+            !run_dir(&host)
+                .join("finishing")
+                .read_dir()
+                .is_ok_and(|mut d| d.next().is_some())
+        })
+    };
+    // (The finisher deletes the veth; the next run in the same namespace
+    // waits for it.)
+    let cycle = |n: usize| {
+        let id = format!("{}-{n}", c.id());
+        setup_as(&host, &c, &id, &ann).expect_success(&format!("setup of {id}"));
+        unwire(&host, &id);
+        assert!(settled(), "the teardown of {id} finishes");
+    };
+    cycle(0);
+    let before = files_under(&run_dir(&host));
+    for n in 1..=200 {
+        cycle(n);
+    }
+    let after = files_under(&run_dir(&host));
+    let grown: Vec<_> = after.iter().filter(|p| !before.contains(p)).collect();
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "files under the run directory after 200 start/stop cycles; new: {grown:?}"
+    );
+    assert_clean(&host);
 }

@@ -55,7 +55,7 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
         }
         println!("{verb} the rest of {}'s interrupted teardown", m.owner);
         if !dry_run {
-            for p in crate::finish::finish_abandoned(paths, &m) {
+            for p in crate::finish::finish_abandoned(paths, &m.owner) {
                 println!("  problem: {p}");
             }
         }
@@ -118,7 +118,8 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
             let _ = std::fs::remove_file(n.path());
         }
     }
-    // Per-container lock files of containers that are gone.
+    // Per-container lock files of older versions (mount locks are striped
+    // over a fixed set now, so nothing takes these any more).
     for l in std::fs::read_dir(paths.locks_dir())
         .into_iter()
         .flatten()

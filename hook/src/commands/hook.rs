@@ -101,6 +101,8 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
         log::warn("a record for this id belongs to an older namespace: tearing that down first");
         teardown_record(paths, &existing, Finish::Inline);
     }
+    // The previous run of this id may still be finishing its teardown.
+    crate::finish::settle_previous_run(paths, &state.id, crate::finish::wait_budget())?;
     let mut name = annotations::container_name(&ann, &state.id);
     if name == state.id {
         if let Some(n) = crate::caller::conmon_name()

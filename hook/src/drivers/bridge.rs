@@ -141,23 +141,12 @@ pub fn port_rules(ports: &[PortMapping], addresses: &[IpNetwork]) -> Vec<PortRul
     rules
 }
 
-/// How long a start waits for a finishing teardown to let go of what it
-/// asks for: `default_ms`, or `WIREHOOK_FINISH_WAIT_MS` (tests make it
-/// long, to tell waiting from not waiting on a slow machine).
-fn finishing_wait(default_ms: u64) -> std::time::Duration {
-    let ms = std::env::var("WIREHOOK_FINISH_WAIT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default_ms);
-    std::time::Duration::from_millis(ms)
-}
-
 /// Take a static address. If its holder is a container whose teardown is
 /// still finishing (its record is gone, its flows are being flushed), wait
 /// for the release instead of failing: a container restarted with the same
 /// address must not race its own previous teardown.
 fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Result<Lease> {
-    let deadline = std::time::Instant::now() + finishing_wait(3000);
+    let deadline = std::time::Instant::now() + crate::finish::wait_budget();
     loop {
         match ipam.take_static(ip, cx.id) {
             Err(Error::Conflict(msg)) => {
@@ -201,7 +190,7 @@ fn held_by_finishing_teardown(paths: &Paths, ip: IpAddr) -> bool {
 /// teardown is finishing is waited for (a restarted container asks for
 /// the same ports at once); any other holder is an error.
 fn add_ports_when_free(cx: &SetupCx<'_>, rules: &[PortRule]) -> Result<()> {
-    let deadline = std::time::Instant::now() + finishing_wait(2000);
+    let deadline = std::time::Instant::now() + crate::finish::wait_budget();
     loop {
         match firewall::add_ports(rules) {
             Err(e) => {
@@ -354,14 +343,14 @@ pub(super) fn attach(
         let link = nl
             .link(&ifname)?
             .ok_or_else(|| Error::NotFound(format!("{ifname} did not appear in the container")))?;
-        if !has_v6 {
-            // IPv4-only network: no IPv6 on eth0 (as docker does).
-            nl.disable_ipv6_link_local(link.index)?;
-        }
-        nl.set_up(link.index)?;
+        // IPv4-only network: no IPv6 on eth0 (as docker does). Addresses
+        // before up, so the gratuitous ARP sent at up announces them.
+        let v4 = addresses.iter().any(|a| a.is_ipv4());
+        nl.prepare_container_link(link.index, !has_v6, v4)?;
         for a in &addresses {
             nl.add_address(link.index, a.ip(), a.prefix())?;
         }
+        nl.set_up(link.index)?;
         fail_point("route")?;
         if want_routes {
             for gw in &gateways {
@@ -370,6 +359,16 @@ pub(super) fn attach(
         }
     }
 
+    // The host's own neighbour cache may still hold an earlier owner of
+    // these addresses (a container restarted with the same address gets a
+    // new MAC): point it at this one, or the host's traffic to the
+    // container, published ports included, goes to a MAC that is gone
+    // until the stale entry times out (15-45 s). The gratuitous ARP above
+    // cannot be relied on for this: it may leave before the bridge port
+    // forwards (the kernel enables the port asynchronously).
+    for a in &addresses {
+        cx.host_nl.refresh_neighbour(bridge_index, a.ip(), mac)?;
+    }
     log::phase("addr+route");
     // Published ports: map elements only.
     fail_point("ports")?;
@@ -452,6 +451,11 @@ pub(super) fn check_attached(
             (Err(e), _) => out.push(format!("cannot look up {host}: {e}")),
         }
     }
+    out.extend(
+        port_rules(&iface.ports, &iface.addresses)
+            .iter()
+            .filter_map(firewall::port_problem),
+    );
     let Some(path) = &rec.netns_path else {
         return out;
     };

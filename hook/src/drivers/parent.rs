@@ -45,7 +45,6 @@ use wirehook_shared::network::{
 };
 use wirehook_shared::paths::Paths;
 use wirehook_shared::store::{ContainerRecord, InterfaceRecord, Records};
-use wirehook_shared::sysctl;
 
 use super::{Attachment, HostCx, SetupCx};
 use crate::finish::Deferred;
@@ -636,25 +635,16 @@ pub fn attach(
     let want_routes = first && !net.internal;
     let has_v6 = net.has_v6();
     let ifname = at.ifname.clone();
-    let netns = cx.netns;
     let paths = cx.paths;
     let id = cx.id;
     let nl = cx.container_nl()?;
     let link = nl
         .link(&ifname)?
         .ok_or_else(|| Error::NotFound(format!("{ifname} did not appear in the container")))?;
-    if !has_v6 {
-        // IPv4-only network: no IPv6 on the interface at all (as for bridge).
-        nl.disable_ipv6_link_local(link.index)?;
-    }
-    if addresses.iter().any(|a| a.is_ipv4()) {
-        let key = format!("net/ipv4/conf/{ifname}/arp_notify");
-        if let Err(e) = netns.run(|| sysctl::write(&key, "1")).and_then(|r| r) {
-            log::warn(format!(
-                "{ifname}: cannot set arp_notify ({e}): no gratuitous ARP"
-            ));
-        }
-    }
+    // IPv4-only network: no IPv6 on the interface at all (as for bridge);
+    // arp_notify announces the addresses when it comes up.
+    let v4 = addresses.iter().any(|a| a.is_ipv4());
+    nl.prepare_container_link(link.index, !has_v6, v4)?;
     for a in &addresses {
         add_address_when_free(nl, link.index, a, driver, &parent.name)?;
     }

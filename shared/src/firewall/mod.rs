@@ -403,6 +403,24 @@ pub fn published_target(rule: &PortRule) -> Option<(IpAddr, u16)> {
         .flatten()
 }
 
+/// What is wrong with a published port's map element, if anything: it is
+/// missing, or forwards to another address or port (for `wirehook check`).
+pub fn port_problem(rule: &PortRule) -> Option<String> {
+    let what = describe_rule(rule);
+    let el = match encode(rule) {
+        Ok(el) => el,
+        Err(e) => return Some(format!("{what}: {e}")),
+    };
+    match with_socket(|sock| Ok(existing_target_addr(sock, &el))) {
+        Ok(Some((ip, port))) if ip == rule.container_ip && port == rule.container_port => None,
+        Ok(Some((ip, port))) => Some(format!(
+            "{what}: the port's map element forwards to {ip}:{port} instead"
+        )),
+        Ok(None) => Some(format!("{what}: the port's map element is missing")),
+        Err(e) => Some(format!("{what}: cannot read the port's map element: {e}")),
+    }
+}
+
 fn existing_target_addr(sock: &mut Socket, el: &Elem<'_>) -> Option<(IpAddr, u16)> {
     let get = setelem_msg(NFT_MSG_GETSETELEM, el.set, &el.key, None);
     let mut data = None;
