@@ -161,10 +161,14 @@ fn unmount_if_same(
     path: &std::path::Path,
     inode: u64,
 ) -> wirehook_shared::Result<()> {
+    use wirehook_shared::netns;
     let _lock = mount_lock(paths, id)?;
-    if wirehook_shared::netns::inode_of_path(path) == Some(inode) {
-        // (The mount point goes with the mount.)
-        wirehook_shared::netns::unmount(path)?;
+    // Ours: unmount (the mount point goes with it). A bare mount point: the
+    // mount vanished with the mount namespace it was made in (a runtime
+    // that runs hooks in a private one), so only the file is left. Another
+    // namespace mounted there: a new run of the same id, not ours.
+    if netns::inode_of_path(path) == Some(inode) || !netns::is_namespace_mount(path) {
+        netns::unmount(path)?;
     }
     Ok(())
 }

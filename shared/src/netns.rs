@@ -120,6 +120,13 @@ pub fn unmount(target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Is a namespace mounted at `path` (a file on nsfs), rather than the bare
+/// mount point (or nothing)?
+pub fn is_namespace_mount(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}
+
 /// The namespace inode of `/proc/PID/ns/net` without opening it.
 pub fn inode_of_pid(pid: i32) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/ns/net"))

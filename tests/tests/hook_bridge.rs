@@ -823,9 +823,27 @@ fn the_run_directory_does_not_grow_with_every_container() {
     };
     // (The finisher deletes the veth; the next run in the same namespace
     // waits for it.)
+    // Every other setup runs in a private mount namespace, as a runtime
+    // that runs hooks in one does (crun here): the namespace bind mount
+    // vanishes with it and leaves only its mount point behind.
     let cycle = |n: usize| {
         let id = format!("{}-{n}", c.id());
-        setup_as(&host, &c, &id, &ann).expect_success(&format!("setup of {id}"));
+        let state = c.state_json(&id, "creating", &ann, &c.bundle(NetNsEntry::Fresh));
+        let out = if n % 2 == 1 {
+            let bin = TestHost::wirehook_bin();
+            let args = [
+                "-m",
+                "--propagation",
+                "private",
+                bin.to_str().unwrap(),
+                "hook",
+                "createRuntime",
+            ];
+            host.run_bin_as_hook(std::path::Path::new("unshare"), &args, Some(&state), &[])
+        } else {
+            host.wirehook_hook("createRuntime", &state)
+        };
+        out.expect_success(&format!("setup of {id}"));
         unwire(&host, &id);
         assert!(settled(), "the teardown of {id} finishes");
     };
