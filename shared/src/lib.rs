@@ -12,7 +12,8 @@
 //!   address, O(1) amortized); [`store`] keeps one record per wired
 //!   container, which is all teardown needs.
 //! - [`netns`] opens, enters, bind-mounts and enumerates network namespaces;
-//!   [`netlink`] talks rtnetlink (links, addresses, routes) in any of them.
+//!   [`netlink`] talks rtnetlink (links, addresses, routes) in any of them;
+//!   [`announce`] sends the gratuitous ARP a re-used address needs.
 //! - [`firewall`] owns the `inet wirehook` nftables table: per-network rules
 //!   once, per-container set/map elements only, conntrack cleanup.
 //! - [`cluster`] is the cluster store overlay networks agree through:
@@ -21,6 +22,7 @@
 //! - [`error`] is the error type every module returns.
 
 pub mod annotations;
+pub mod announce;
 pub mod cluster;
 pub mod error;
 pub mod firewall;

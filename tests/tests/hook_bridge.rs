@@ -604,6 +604,10 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
             "{what}: {}",
             check.stdout_str()
         );
+        assert!(
+            pings(&bystander, "10.88.7.7"),
+            "{what}: the bystander reaches it by address"
+        );
         drop(srv);
         // The next round of the slow kinds starts while this finisher sleeps.
         let next_slow = (round + 1) % 4 >= 2;

@@ -366,8 +366,15 @@ pub(super) fn attach(
     // until the stale entry times out (15-45 s). The gratuitous ARP above
     // cannot be relied on for this: it may leave before the bridge port
     // forwards (the kernel enables the port asynchronously).
+    // The other containers on the bridge are told by a gratuitous ARP sent
+    // out of the bridge on the container's behalf (see `announce`).
     for a in &addresses {
         cx.host_nl.refresh_neighbour(bridge_index, a.ip(), mac)?;
+        if let IpAddr::V4(ip) = a.ip() {
+            if let Err(e) = wirehook_shared::announce::gratuitous_arp(bridge_index, mac, ip) {
+                log::warn(format!("{}: {e}", cx.id));
+            }
+        }
     }
     log::phase("addr+route");
     // Published ports: map elements only.
