@@ -183,7 +183,7 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
     let mut out = serde_json::to_vec_pretty(&cfg)?;
     out.push(b'\n');
     if out != text {
-        fsutil::write_atomic(&file, &out)?;
+        fsutil::write_durable(&file, &out)?;
     }
     Ok(format!(
         "{}: hooks createRuntime + poststop -> {}; {what}",

@@ -19,9 +19,23 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
 }
 
 /// Write `data` to `path` atomically: a temporary file in the same
-/// directory, fsync, rename. Readers see the old or the new content, never a
-/// torn one.
+/// directory, then rename. Readers see the old or the new content, never a
+/// torn one, and a hook killed half-way leaves the old file (plus a stray
+/// temporary one). No fsync: this is for the run directory, whose state and
+/// the namespaces it describes do not outlive a reboot, and where `/run` is
+/// a disk an fsync costs about 1 ms of every container start. Files that
+/// must survive a reboot (`/etc/wirehook`) go through [`write_durable`].
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_file(path, data, false)
+}
+
+/// [`write_atomic`], with the data synced to disk before the rename: for
+/// the operator's configuration, which must survive a power cut whole.
+pub fn write_durable(path: &Path, data: &[u8]) -> Result<()> {
+    write_file(path, data, true)
+}
+
+fn write_file(path: &Path, data: &[u8], sync: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
@@ -36,14 +50,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
             .mode(0o644)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
+        if sync {
+            f.sync_data()?;
+        }
         fs::rename(&tmp, path)
     })();
     if let Err(e) = res {
         let _ = fs::remove_file(&tmp);
         if e.kind() == std::io::ErrorKind::NotFound {
             ensure_dir(dir)?;
-            return write_atomic(path, data);
+            return write_file(path, data, sync);
         }
         return Err(Error::io("write", path, e));
     }
@@ -64,11 +80,21 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
     }
 }
 
-/// Write a JSON document atomically (pretty, newline-terminated).
-pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+fn json_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut data = serde_json::to_vec_pretty(value).expect("serializable value");
     data.push(b'\n');
-    write_atomic(path, &data)
+    data
+}
+
+/// Write a JSON document atomically (pretty, newline-terminated), as
+/// [`write_atomic`] does: run-directory state.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, &json_bytes(value))
+}
+
+/// Write a JSON document as [`write_durable`] does: configuration.
+pub fn write_json_durable<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_durable(path, &json_bytes(value))
 }
 
 /// Remove a file; a missing file is not an error.

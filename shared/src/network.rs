@@ -437,7 +437,7 @@ impl<'a> Networks<'a> {
             return Ok(Some(def));
         }
         let def = self.builtin_definition(host_routes())?;
-        fsutil::write_json(&self.paths.network_file(name), &def)?;
+        fsutil::write_json_durable(&self.paths.network_file(name), &def)?;
         Ok(Some(def))
     }
 
@@ -521,13 +521,13 @@ impl<'a> Networks<'a> {
             )));
         }
         let def = build_definition(opts, &self.list()?, host_routes)?;
-        fsutil::write_json(&self.paths.network_file(&def.name), &def)?;
+        fsutil::write_json_durable(&self.paths.network_file(&def.name), &def)?;
         Ok(def)
     }
 
     /// Store a definition as given (inline definitions from annotations).
     pub fn store(&self, def: &NetworkDef) -> Result<()> {
-        fsutil::write_json(&self.paths.network_file(&def.name), def)
+        fsutil::write_json_durable(&self.paths.network_file(&def.name), def)
     }
 
     /// Remove the stored definition; false if it did not exist.

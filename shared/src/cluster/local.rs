@@ -163,7 +163,7 @@ impl Local {
     /// revision without a change, never two changes with one revision.
     fn bump_revision(&self) -> Result<i64> {
         let rev = self.read_revision()? + 1;
-        fsutil::write_atomic(&self.revision_path(), format!("{rev}\n").as_bytes())?;
+        fsutil::write_durable(&self.revision_path(), format!("{rev}\n").as_bytes())?;
         Ok(rev)
     }
 
@@ -199,7 +199,7 @@ impl Local {
     fn write_kv(&self, key: &str, value: &[u8], create_revision: i64, rev: i64) -> Result<()> {
         let mut data = format!("{HEADER_MAGIC} {create_revision} {rev}\n").into_bytes();
         data.extend_from_slice(value);
-        fsutil::write_atomic(&self.key_path(key), &data)
+        fsutil::write_durable(&self.key_path(key), &data)
     }
 
     /// Keys under `prefix`, sorted (the lock should be held).
