@@ -30,6 +30,7 @@ mod commands;
 mod drivers;
 mod finish;
 mod log;
+mod policy;
 mod resolve;
 mod state;
 mod undo;

@@ -68,16 +68,53 @@ impl HostConfig {
     }
 }
 
-/// `/etc/wirehook/policy.json`: annotations come from whoever may create a
-/// container, so by default they only choose among operator-defined
-/// networks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `/etc/wirehook/policy.json`: what annotations may do beyond choosing a
+/// network. Annotations come from whoever may create a container (with
+/// CRI-O: anyone who may create a pod), so the defaults deny what could
+/// reach the host: privileged host ports, inline network definitions.
+/// Host mode, `container:` and static addresses are allowed by default for
+/// compatibility with docker and podman; each can be switched off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Allow `io.wirehook.driver`, `io.wirehook.subnet`, ... to define a
     /// network on first use (development machines, tests).
     #[serde(default)]
     pub allow_inline_networks: bool,
+    /// Allow published host ports below 1024.
+    #[serde(default)]
+    pub allow_privileged_ports: bool,
+    /// Allow `io.wirehook.network=host`.
+    #[serde(default = "yes")]
+    pub allow_host_mode: bool,
+    /// Allow `io.wirehook.network=container:<x>` (always only within one
+    /// pod when the runtime names pods).
+    #[serde(default = "yes")]
+    pub allow_container_mode: bool,
+    /// Allow `io.wirehook.ip` and `io.wirehook.mac`.
+    #[serde(default = "yes")]
+    pub allow_static_addresses: bool,
+    /// The networks annotations may name; absent: every network the
+    /// operator created, and the built-in `bridge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<Vec<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            allow_inline_networks: false,
+            allow_privileged_ports: false,
+            allow_host_mode: true,
+            allow_container_mode: true,
+            allow_static_addresses: true,
+            networks: None,
+        }
+    }
 }
 
 impl Policy {

@@ -7,7 +7,8 @@
 //!   test root), [`fsutil`] gives atomic writes and flock-based locks.
 //! - [`network`] holds network definitions (what the operator created with
 //!   `wirehook network create`); [`annotations`] and [`ports`] parse and
-//!   validate what a container asks for.
+//!   validate what a container asks for; [`listeners`] tells which host
+//!   sockets a published port would take over.
 //! - [`ipam`] hands out addresses from a network's pool (one lease file per
 //!   address, O(1) amortized); [`store`] keeps one record per wired
 //!   container, which is all teardown needs.
@@ -30,6 +31,7 @@ pub mod fsutil;
 pub mod hostconfig;
 pub mod inspect;
 pub mod ipam;
+pub mod listeners;
 pub mod netlink;
 pub mod netns;
 pub mod network;

@@ -99,6 +99,10 @@ pub struct ContainerRecord {
     pub pid_start: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<PathBuf>,
+    /// The pod (CRI sandbox id) the runtime put the container in, if any:
+    /// `container:<x>` joins only a container of the same pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
     /// Seconds since the epoch.
     pub created: u64,
 }

@@ -190,7 +190,7 @@ fn without_ipvlan_support_one_clear_line_and_nothing_left() {
         &c,
         &[
             ("io.wirehook.network", "ipv"),
-            ("io.wirehook.ports", "80:80"),
+            ("io.wirehook.ports", "8080:80"),
         ],
     )
     .expect_failure("ports on ipvlan");

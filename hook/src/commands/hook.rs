@@ -117,6 +117,11 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
         bundle::read_netns(&state.bundle)
     };
     let host_nl = Netlink::new()?;
+    // The operator's policy, before anything is made (a policy file that
+    // cannot be read refuses every start: fail closed).
+    let policy = wirehook_shared::hostconfig::Policy::load(paths)?;
+    crate::policy::enforce(paths, &policy, &req, &host_nl)?;
+    let pod = crate::policy::pod_of(&ann)?;
     log::phase("open");
     let mut undo = Undo::default();
     let result = wire(
@@ -128,6 +133,7 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
         &netns,
         &bundle_netns,
         &host_nl,
+        pod,
         &mut undo,
     );
     match result {
@@ -171,6 +177,7 @@ fn wire(
     netns: &NetNs,
     bundle_netns: &BundleNetns,
     host_nl: &Netlink,
+    pod: Option<String>,
     undo: &mut Undo,
 ) -> wirehook_shared::Result<ContainerRecord> {
     let records = Records::new(paths);
@@ -186,6 +193,7 @@ fn wire(
         pid,
         pid_start: store::process_start(pid).unwrap_or(0),
         bundle: (!state.bundle.as_os_str().is_empty()).then(|| state.bundle.clone()),
+        pod,
         created: now(),
     };
     fail_point("name")?;
@@ -209,6 +217,14 @@ fn wire(
                 unreachable!()
             };
             let owner = drivers::container::owner(&cx, key)?;
+            if owner.pod != rec.pod {
+                return Err(wirehook_shared::Error::invalid(format!(
+                    "io.wirehook.network=container:{key}: {} is in {}, this container in {}; a container may only join one of its own pod",
+                    owner.name,
+                    owner.pod.as_deref().map_or("no pod".to_string(), |p| format!("pod {p}")),
+                    rec.pod.as_deref().map_or("no pod".to_string(), |p| format!("pod {p}")),
+                )));
+            }
             records.add_sharer(&owner.id, &state.id)?;
             cx.undo.push(Change::Sharer {
                 owner: owner.id.clone(),

@@ -1,0 +1,162 @@
+//! The operator's policy, applied to a container's request before anything
+//! is made: what annotations may do beyond choosing a network
+//! (`/etc/wirehook/policy.json`, see [`Policy`]), and the checks no policy
+//! switches off: a published port never takes a host port a host socket
+//! listens on, and its host address is one of the host's.
+//!
+//! Every refusal is one line that names the annotation and the setting.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use wirehook_shared::annotations::{NetworkRequest, Request};
+use wirehook_shared::error::{Error, Result};
+use wirehook_shared::hostconfig::Policy;
+use wirehook_shared::listeners;
+use wirehook_shared::netlink::Netlink;
+use wirehook_shared::paths::Paths;
+use wirehook_shared::ports::Protocol;
+
+/// Annotations by which CRI runtimes name a container's pod (CRI-O,
+/// containerd).
+const POD_KEYS: [&str; 2] = [
+    "io.kubernetes.cri-o.SandboxID",
+    "io.kubernetes.cri.sandbox-id",
+];
+
+/// The pod a container belongs to, if its runtime names one. The runtime
+/// sets these keys itself (over any the pod's author wrote), but the value
+/// is still checked like an id before it is kept.
+pub fn pod_of(annotations: &BTreeMap<String, String>) -> Result<Option<String>> {
+    for key in POD_KEYS {
+        if let Some(v) = annotations.get(key) {
+            if !wirehook_shared::fsutil::is_safe_component(v, 128) {
+                return Err(Error::invalid(format!(
+                    "annotation {key} is not a valid sandbox id (1-128 of A-Z a-z 0-9 _ . -)"
+                )));
+            }
+            return Ok(Some(v.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Refuse what `policy` does not allow in `req`, and published ports that
+/// would take a host service's port or name an address the host does not
+/// have.
+pub fn enforce(paths: &Paths, policy: &Policy, req: &Request, host_nl: &Netlink) -> Result<()> {
+    let file = paths.policy_file();
+    let refuse = |what: String, setting: &str| {
+        Error::invalid(format!(
+            "{what}, which the policy does not allow ({setting} is false in {}): remove it, or ask the operator to set \"{setting}\": true",
+            file.display()
+        ))
+    };
+    match &req.network {
+        NetworkRequest::Host if !policy.allow_host_mode => {
+            return Err(refuse(
+                "io.wirehook.network=host shares the host's network namespace".into(),
+                "allow_host_mode",
+            ))
+        }
+        NetworkRequest::Container(c) if !policy.allow_container_mode => {
+            return Err(refuse(
+                format!("io.wirehook.network=container:{c} joins another container's namespace"),
+                "allow_container_mode",
+            ))
+        }
+        NetworkRequest::Networks(names) => {
+            if let Some(allowed) = &policy.networks {
+                if let Some(n) = names.iter().find(|n| !allowed.contains(n)) {
+                    return Err(Error::invalid(format!(
+                        "io.wirehook.network names network {n}, which the policy does not let containers choose (\"networks\" in {}): use one of: {}",
+                        file.display(),
+                        allowed.join(", ")
+                    )));
+                }
+            }
+        }
+        _ => {}
+    }
+    if !policy.allow_static_addresses {
+        if !req.ips.is_empty() {
+            return Err(refuse(
+                "io.wirehook.ip asks for a static address".into(),
+                "allow_static_addresses",
+            ));
+        }
+        if req.mac.is_some() {
+            return Err(refuse(
+                "io.wirehook.mac asks for a static MAC".into(),
+                "allow_static_addresses",
+            ));
+        }
+    }
+    if req.ports.is_empty() {
+        return Ok(());
+    }
+    if !policy.allow_privileged_ports {
+        if let Some(p) = req.ports.iter().find(|p| p.host_port < 1024) {
+            return Err(refuse(
+                format!(
+                    "io.wirehook.ports publishes host port {}/{}, below 1024",
+                    p.host_port,
+                    p.protocol.as_str()
+                ),
+                "allow_privileged_ports",
+            ));
+        }
+    }
+    check_host_addresses(req, host_nl)?;
+    check_listeners(req)
+}
+
+/// A host address in a port mapping must be one of the host's.
+fn check_host_addresses(req: &Request, host_nl: &Netlink) -> Result<()> {
+    let wanted: Vec<IpAddr> = req
+        .ports
+        .iter()
+        .filter_map(|p| p.host_ip)
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mine: Vec<IpAddr> = host_nl
+        .addresses()?
+        .into_iter()
+        .map(|(_, ip, _)| ip)
+        .collect();
+    match wanted.iter().find(|ip| !mine.contains(ip)) {
+        Some(ip) => Err(Error::invalid(format!(
+            "io.wirehook.ports publishes on {ip}, which is not an address of this host: use one of the host's addresses, or none for all of them"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A published host port must not be one a host socket listens on.
+fn check_listeners(req: &Request) -> Result<()> {
+    for proto in Protocol::ALL {
+        let mine: Vec<_> = req.ports.iter().filter(|p| p.protocol == proto).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let socks = listeners::listeners(proto)?;
+        for p in mine {
+            for (host_port, _) in p.pairs() {
+                if let Some(s) = socks
+                    .iter()
+                    .find(|s| s.overlaps(proto, p.host_ip, host_port))
+                {
+                    return Err(Error::Conflict(format!(
+                        "io.wirehook.ports publishes host port {host_port}/{}, on which {} listens on the host: pick another host port",
+                        proto.as_str(),
+                        s.holder()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}

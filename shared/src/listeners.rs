@@ -1,0 +1,251 @@
+//! Which host sockets accept traffic on a port: the check that keeps a
+//! published port from stealing a port a host service listens on.
+//!
+//! Docker and podman bind (or reserve) a published host port, so one that
+//! a host process uses fails the start. wirehook publishes ports as DNAT
+//! map elements, which would silently take the port from the host service
+//! (`ports=22:80` would send every other machine's ssh connections into
+//! the container). So setup asks the kernel, by sock_diag (the interface
+//! `ss` uses), for the listening TCP sockets and the bound, unconnected UDP
+//! and SCTP sockets of the calling thread's network namespace: one dump
+//! per address family and protocol, filtered by state in the kernel.
+//! Who holds a socket is looked up only when there is one to report.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::error::{Error, Result};
+use crate::ports::Protocol;
+
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const TCP_ESTABLISHED: u32 = 1;
+const TCP_CLOSE: u32 = 7;
+const TCP_LISTEN: u32 = 10;
+/// Header (16) + inet_diag_req_v2 (56).
+const REQUEST_LEN: usize = 72;
+/// inet_diag_msg, the fixed part of each answer.
+const MSG_LEN: usize = 72;
+
+/// A socket that accepts traffic on a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Listener {
+    pub protocol: Protocol,
+    /// The address it is bound to (unspecified: every address).
+    pub address: IpAddr,
+    pub port: u16,
+    /// Socket inode (to find its process).
+    pub inode: u32,
+}
+
+impl Listener {
+    /// Does this socket take traffic for `port` published on `host_ip`
+    /// (`None`: every host address)? A wildcard on either side overlaps
+    /// (an IPv6 wildcard socket takes IPv4 too, unless it is v6-only,
+    /// which sock_diag does not say: counted as overlapping).
+    pub fn overlaps(&self, protocol: Protocol, host_ip: Option<IpAddr>, port: u16) -> bool {
+        if self.protocol != protocol || self.port != port {
+            return false;
+        }
+        match host_ip.filter(|ip| !ip.is_unspecified()) {
+            None => true,
+            Some(ip) => {
+                self.address.is_unspecified()
+                    || self.address == ip
+                    || {
+                        // An IPv4-mapped listener address is the IPv4 one.
+                        matches!((self.address, ip), (IpAddr::V6(a), IpAddr::V4(b)) if a.to_ipv4_mapped() == Some(b))
+                    }
+            }
+        }
+    }
+
+    /// `sshd (pid 812)`, or `a socket (inode N)` if no process is found.
+    pub fn holder(&self) -> String {
+        match owner_of_inode(self.inode) {
+            Some((pid, comm)) => format!("{comm} (pid {pid})"),
+            None => format!("a socket (inode {})", self.inode),
+        }
+    }
+}
+
+/// Every socket of `protocol` in the calling thread's network namespace
+/// that accepts traffic: TCP listeners, unconnected UDP and SCTP sockets.
+pub fn listeners(protocol: Protocol) -> Result<Vec<Listener>> {
+    let (proto, states) = match protocol {
+        Protocol::Tcp => (libc::IPPROTO_TCP, 1 << TCP_LISTEN),
+        Protocol::Udp => (libc::IPPROTO_UDP, 1 << TCP_CLOSE),
+        // SCTP listeners show as LISTEN; one-to-many sockets as CLOSE or
+        // ESTABLISHED.
+        Protocol::Sctp => (
+            libc::IPPROTO_SCTP,
+            (1 << TCP_LISTEN) | (1 << TCP_CLOSE) | (1 << TCP_ESTABLISHED),
+        ),
+    };
+    let sock = diag_socket()?;
+    let mut out = HashSet::new();
+    for family in [libc::AF_INET, libc::AF_INET6] {
+        match dump(&sock, family as u8, proto as u8, states) {
+            Ok(found) => out.extend(found.into_iter().map(|(address, port, inode)| Listener {
+                protocol,
+                address,
+                port,
+                inode,
+            })),
+            // No SCTP (module not loaded) or no IPv6: nothing listens there.
+            Err(e)
+                if e == libc::ENOENT || e == libc::EAFNOSUPPORT || e == libc::EPROTONOSUPPORT => {}
+            Err(e) => {
+                return Err(Error::invalid(format!(
+                    "cannot list the host's {} sockets (sock_diag): {}",
+                    protocol.as_str(),
+                    std::io::Error::from_raw_os_error(e)
+                )))
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn diag_socket() -> Result<OwnedFd> {
+    // SAFETY: plain socket call; the result is checked and owned at once.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::invalid(format!(
+            "cannot open a sock_diag socket: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: fd is fresh and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// One dump: (address, port, inode) of each socket; Err(errno).
+fn dump(
+    sock: &OwnedFd,
+    family: u8,
+    proto: u8,
+    states: u32,
+) -> std::result::Result<Vec<(IpAddr, u16, u32)>, i32> {
+    let mut req = [0u8; REQUEST_LEN];
+    req[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    req[6..8].copy_from_slice(&flags.to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    req[16] = family;
+    req[17] = proto;
+    req[20..24].copy_from_slice(&states.to_ne_bytes());
+    // SAFETY: the buffer outlives the call.
+    let n = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO));
+    }
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        // SAFETY: the buffer outlives the call and its length is its own.
+        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.raw_os_error().unwrap_or(libc::EIO));
+        }
+        let mut data = &buf[..n as usize];
+        while data.len() >= 16 {
+            let len = u32::from_ne_bytes(data[0..4].try_into().unwrap()) as usize;
+            let kind = u16::from_ne_bytes(data[4..6].try_into().unwrap());
+            if len < 16 || len > data.len() {
+                return Err(libc::EBADMSG);
+            }
+            let body = &data[16..len];
+            match kind as i32 {
+                libc::NLMSG_DONE => return Ok(out),
+                libc::NLMSG_ERROR => {
+                    let errno = body
+                        .get(0..4)
+                        .map(|b| -i32::from_ne_bytes(b.try_into().unwrap()))
+                        .unwrap_or(libc::EIO);
+                    return Err(errno);
+                }
+                _ if body.len() >= MSG_LEN => {
+                    let port = u16::from_be_bytes([body[4], body[5]]);
+                    let src = &body[8..24];
+                    let address = if body[0] == libc::AF_INET as u8 {
+                        IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3]))
+                    } else {
+                        IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(src).unwrap()))
+                    };
+                    let inode = u32::from_ne_bytes(body[68..72].try_into().unwrap());
+                    out.push((address, port, inode));
+                }
+                _ => {}
+            }
+            // Messages are 4-byte aligned.
+            let step = (len + 3) & !3;
+            data = &data[step.min(data.len())..];
+        }
+    }
+}
+
+/// The process holding socket `inode`: (pid, command name). Walks
+/// /proc/*/fd, so it is only for error messages.
+fn owner_of_inode(inode: u32) -> Option<(i32, String)> {
+    let target = format!("socket:[{inode}]");
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()) {
+                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                return Some((pid, comm.trim().to_string()));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_in_this_namespace_is_found_with_its_holder() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let found = listeners(Protocol::Tcp).unwrap();
+        let me = found
+            .iter()
+            .find(|s| s.port == port)
+            .expect("our listener is listed");
+        assert!(me.overlaps(Protocol::Tcp, None, port));
+        assert!(me.overlaps(Protocol::Tcp, Some("127.0.0.1".parse().unwrap()), port));
+        assert!(!me.overlaps(Protocol::Tcp, Some("127.0.0.2".parse().unwrap()), port));
+        assert!(!me.overlaps(Protocol::Udp, None, port));
+        assert!(
+            me.holder().contains(&format!("pid {}", std::process::id())),
+            "{}",
+            me.holder()
+        );
+
+        let u = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let uport = u.local_addr().unwrap().port();
+        let found = listeners(Protocol::Udp).unwrap();
+        assert!(found.iter().any(|s| s.port == uport
+            && s.overlaps(Protocol::Udp, Some("10.1.2.3".parse().unwrap()), uport)));
+    }
+}
