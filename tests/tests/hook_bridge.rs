@@ -564,6 +564,9 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
     ];
     let finishing = |id: &str| run_dir(&host).join("finishing").join(format!("{id}.json"));
     let mut prev: Option<String> = None;
+    // Each round's process is started before the previous run's teardown,
+    // so a slow round's setup follows that teardown at once.
+    let mut next = host.container("r0");
     for round in 0..24 {
         // Four kinds of restart in turn: a new id, the same id, and each of
         // them while the previous run's finisher still runs.
@@ -578,7 +581,7 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
                 ""
             }
         );
-        let c = host.container(&format!("r{round}"));
+        let c = next;
         let id = match (&prev, same_id) {
             (Some(p), true) => p.clone(),
             _ => c.id().to_string(),
@@ -609,11 +612,15 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
             "{what}: the bystander reaches it by address"
         );
         drop(srv);
-        // The next round of the slow kinds starts while this finisher sleeps.
+        next = host.container(&format!("r{}", round + 1));
+        // The next round of the slow kinds starts while this finisher
+        // sleeps (a delay far longer than the step from here to its setup).
         let next_slow = (round + 1) % 4 >= 2;
-        unwire_slowly(&host, &id, if next_slow { 300 } else { 0 });
+        unwire_slowly(&host, &id, if next_slow { 600 } else { 0 });
+        drop(c);
         prev = Some(id);
     }
+    drop(next);
     unwire(&host, bystander.id());
     // But a port held by a live container is refused at once, with its holder.
     let a = host.container("a");

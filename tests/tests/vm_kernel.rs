@@ -121,7 +121,16 @@ echo OK
 
 #[test]
 fn hook_bridge_passes_in_the_vm() {
-    test_binary_passes("hook_bridge", &[], 10);
+    // The file-count test (200 start/stop cycles) asserts nothing about
+    // the kernel and takes minutes under emulation: it runs on the host.
+    test_binary_passes(
+        "hook_bridge",
+        &[
+            "--skip",
+            "the_run_directory_does_not_grow_with_every_container",
+        ],
+        11,
+    );
 }
 
 #[test]
