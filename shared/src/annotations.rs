@@ -478,7 +478,7 @@ fn container_ref_check(s: &str) -> std::result::Result<(), Bad> {
 }
 
 fn ifname_check(s: &str) -> std::result::Result<(), Bad> {
-    let fix = "use 1 to 15 characters other than '/', ':', '%' and whitespace, e.g. eth0";
+    let fix = "use 1 to 15 of the characters A-Z a-z 0-9 _ . -, e.g. eth0";
     if s.is_empty() {
         return Err(Bad::new("is empty", fix));
     }
@@ -491,9 +491,11 @@ fn ifname_check(s: &str) -> std::result::Result<(), Bad> {
     if s == "." || s == ".." {
         return Err(Bad::new("is reserved", fix));
     }
+    // Stricter than the kernel (which takes most printable characters):
+    // nothing that means something to a shell, a path, nft or `ip`.
     if let Some(c) = s
         .chars()
-        .find(|c| !c.is_ascii_graphic() || matches!(c, '/' | ':' | '%'))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
     {
         return Err(Bad::new(format!("contains {c:?}"), fix));
     }
