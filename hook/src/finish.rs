@@ -92,6 +92,13 @@ pub fn run(paths: &Paths, owner: &str, mut items: Vec<Deferred>) -> Vec<String> 
     let mut problems = Vec::new();
     let mut nl: Option<Netlink> = None;
     for d in items {
+        wirehook_shared::error::kill_point(match &d {
+            Deferred::Ports { .. } => "finish-ports",
+            Deferred::Conntrack(_) => "finish-conntrack",
+            Deferred::Link(_) | Deferred::NsLink { .. } => "finish-link",
+            Deferred::Unmount { .. } => "finish-unmount",
+            Deferred::Lease { .. } => "finish-lease",
+        });
         let res = match &d {
             Deferred::Ports { ports, addresses } => {
                 firewall::remove_ports(&crate::drivers::bridge::port_rules(ports, addresses))
@@ -274,6 +281,25 @@ pub fn finish_abandoned(paths: &Paths, owner: &str) -> Vec<String> {
     problems
 }
 
+/// Tests stretch a finisher's life, to start the next run while it runs
+/// (`WIREHOOK_FINISH_DELAY_MS=N`: N ms) or to check that gc leaves a
+/// running one alone (`WIREHOOK_FINISH_HOLD=PATH`: while PATH exists, at
+/// most ten minutes), before it does its work.
+fn test_delay() {
+    if let Some(ms) = std::env::var("WIREHOOK_FINISH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    if let Some(hold) = std::env::var_os("WIREHOOK_FINISH_HOLD") {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        while std::path::Path::new(&hold).exists() && std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
 /// Run `items` in a detached child and return at once, without waiting
 /// for it: when we exit, it is reparented to whoever reaps orphans (init
 /// or the runtime's subreaper). If the fork fails, the items run here.
@@ -326,14 +352,7 @@ pub fn detach(paths: &Paths, owner: &str, links: Vec<String>, items: Vec<Deferre
                     unsafe { libc::dup2(null.as_raw_fd(), fd) };
                 }
             }
-            // Tests stretch the finisher's life to check that gc leaves a
-            // running one alone.
-            if let Some(ms) = std::env::var("WIREHOOK_FINISH_DELAY_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                std::thread::sleep(std::time::Duration::from_millis(ms));
-            }
+            test_delay();
             run(paths, owner, items);
             let _ = fsutil::remove_file(&marker);
             if let Some((r, w)) = pipe {
@@ -349,14 +368,7 @@ pub fn detach(paths: &Paths, owner: &str, links: Vec<String>, items: Vec<Deferre
             log::warn(format!(
                 "cannot fork the teardown finisher ({e}): finishing inline"
             ));
-            // Tests stretch the finisher's life to check that gc leaves a
-            // running one alone.
-            if let Some(ms) = std::env::var("WIREHOOK_FINISH_DELAY_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                std::thread::sleep(std::time::Duration::from_millis(ms));
-            }
+            test_delay();
             run(paths, owner, items);
             let _ = fsutil::remove_file(&marker);
         }

@@ -113,10 +113,22 @@ impl From<nix::Error> for Error {
 }
 
 /// Test hook: fail deliberately at a named step when `WIREHOOK_FAIL_AT`
-/// names it. The failure-injection tests walk every step of setup this way.
+/// names it, or die there by SIGKILL when `WIREHOOK_KILL_AT` does (as a
+/// runtime kills a hook past its timeout). The failure-injection and crash
+/// tests walk every step of setup this way.
 pub fn fail_point(step: &str) -> Result<()> {
+    kill_point(step);
     match std::env::var_os("WIREHOOK_FAIL_AT") {
         Some(v) if v == step => Err(Error::Injected(step.to_string())),
         _ => Ok(()),
+    }
+}
+
+/// Test hook: SIGKILL this process at a named step when `WIREHOOK_KILL_AT`
+/// names it (teardown's steps, which never fail, have only this).
+pub fn kill_point(step: &str) {
+    if std::env::var_os("WIREHOOK_KILL_AT").is_some_and(|v| v == step) {
+        // SAFETY: signalling ourselves; nothing runs after it.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     }
 }

@@ -116,6 +116,16 @@ pub struct Lock {
 impl Lock {
     /// Block until the lock at `path` is ours. The file is created if needed.
     pub fn exclusive(path: &Path) -> Result<Lock> {
+        Self::take(path, libc::LOCK_EX)
+    }
+
+    /// Block until we share the lock at `path` (with other shared holders,
+    /// never with an exclusive one). The file is created if needed.
+    pub fn shared(path: &Path) -> Result<Lock> {
+        Self::take(path, libc::LOCK_SH)
+    }
+
+    fn take(path: &Path, how: libc::c_int) -> Result<Lock> {
         let open = || {
             OpenOptions::new()
                 .read(true)
@@ -135,7 +145,7 @@ impl Lock {
         };
         loop {
             // SAFETY: flock on a descriptor we own.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            let rc = unsafe { libc::flock(file.as_raw_fd(), how) };
             if rc == 0 {
                 break;
             }

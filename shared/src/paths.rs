@@ -93,6 +93,13 @@ impl Paths {
         self.run_dir.join("locks")
     }
     /// What the host side of a network currently looks like (bridge made, rules in place).
+    /// Held shared by every setup while it runs, exclusively by `gc`: gc
+    /// never takes a starting container's leases, ports or mount for
+    /// leftovers (they have no record yet).
+    pub fn setup_lock(&self) -> PathBuf {
+        self.locks_dir().join("setup.lock")
+    }
+
     pub fn realized_dir(&self) -> PathBuf {
         self.run_dir.join("realized")
     }

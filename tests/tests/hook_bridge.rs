@@ -586,12 +586,6 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
             (Some(p), true) => p.clone(),
             _ => c.id().to_string(),
         };
-        if slow {
-            assert!(
-                prev.as_deref().is_some_and(|p| finishing(p).exists()),
-                "{what}: the previous run's finisher is still running"
-            );
-        }
         setup_as(&host, &c, &id, &ann).expect_success(&format!("{what}: setup"));
         let srv = EchoServer::tcp(&c.netns_path(), "0.0.0.0:80".parse().unwrap());
         let r = up.tcp_request(SocketAddr::new(up.host_addr().into(), 8181), "again");
@@ -613,11 +607,20 @@ fn a_restarted_container_gets_its_port_and_address_back_at_once() {
         );
         drop(srv);
         next = host.container(&format!("r{}", round + 1));
+        // The container ends, then its poststop runs (as a runtime does).
         // The next round of the slow kinds starts while this finisher
-        // sleeps (a delay far longer than the step from here to its setup).
+        // sleeps: checked right after poststop, and the next setup follows
+        // at once (the delay is far longer than that step).
+        drop(c);
         let next_slow = (round + 1) % 4 >= 2;
         unwire_slowly(&host, &id, if next_slow { 600 } else { 0 });
-        drop(c);
+        if next_slow {
+            assert!(
+                finishing(&id).exists(),
+                "round {}: the previous run's finisher is still running",
+                round + 1
+            );
+        }
         prev = Some(id);
     }
     drop(next);
@@ -673,12 +676,16 @@ fn gc_leaves_a_running_teardown_alone_and_finishes_an_abandoned_one() {
         ],
     );
     let ip = ipv4_of(&c);
-    // A slow finisher: its lease, port and bind mount are still held while gc runs.
+    // A finisher held until gc is done: its lease, port and bind mount are
+    // still held while gc runs.
     let bundle = host.root().join("nb");
+    let hold = host.root().join("hold-finisher");
+    std::fs::write(&hold, "").unwrap();
+    let hold_env = hold.to_str().unwrap().to_string();
     host.wirehook_env(
         &["hook", "poststop"],
         Some(&oci_state(c.id(), "stopped", None, &bundle, &[])),
-        &[("WIREHOOK_FINISH_DELAY_MS", "6000")],
+        &[("WIREHOOK_FINISH_HOLD", &hold_env)],
     )
     .expect_success("poststop");
     let marker = run_dir(&host)
@@ -700,12 +707,13 @@ fn gc_leaves_a_running_teardown_alone_and_finishes_an_abandoned_one() {
         !out.contains("bind mount") && !out.contains("stray veth"),
         "{out}"
     );
-    assert!(marker.exists(), "gc ran within the finisher's delay");
+    assert!(marker.exists(), "the finisher is held while gc runs");
     assert_eq!(
         nft_elements(&host, "pub4_any").len(),
         1,
         "the finisher, not gc, closes the port"
     );
+    std::fs::remove_file(&hold).unwrap();
     assert!(eventually(30, || !marker.exists()), "the finisher finishes");
     assert_clean(&host);
 

@@ -17,6 +17,9 @@ use crate::commands::hook::{teardown_record, Finish};
 use crate::log;
 
 pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
+    // No setup runs meanwhile: what a starting container holds before its
+    // record is written is not a leftover.
+    let _no_setups = wirehook_shared::fsutil::Lock::exclusive(&paths.setup_lock())?;
     let records = Records::new(paths);
     let by_ns = netns::processes_by_netns();
     let verb = if dry_run { "would remove" } else { "removed" };
@@ -47,10 +50,16 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
     // whose finisher died.
     let mut finishing_owners = HashSet::new();
     let mut finishing_links = HashSet::new();
+    let mut finishing_ports = HashSet::new();
     for (m, running) in crate::finish::markers(paths) {
         if running {
             finishing_owners.insert(m.owner.clone());
             finishing_links.extend(m.links.iter().cloned());
+            for item in &m.items {
+                if let crate::finish::Deferred::Ports { addresses, .. } = item {
+                    finishing_ports.extend(addresses.iter().map(|a| a.ip()));
+                }
+            }
             continue;
         }
         println!("{verb} the rest of {}'s interrupted teardown", m.owner);
@@ -118,6 +127,20 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
             let _ = std::fs::remove_file(n.path());
         }
     }
+    // Sharing notes of sharers that have no record (a sharer's setup
+    // killed after it noted itself with its owner).
+    for owner in std::fs::read_dir(paths.run_dir.join("sharers"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let owner = owner.file_name().to_string_lossy().to_string();
+        for sharer in records.sharers(&owner) {
+            if records.get(&sharer).ok().flatten().is_none() && !dry_run {
+                let _ = records.remove_sharer(&owner, &sharer);
+            }
+        }
+    }
     // Per-container lock files of older versions (mount locks are striped
     // over a fixed set now, so nothing takes these any more).
     for l in std::fs::read_dir(paths.locks_dir())
@@ -132,6 +155,29 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
         {
             if records.get(id).ok().flatten().is_none() && !dry_run {
                 let _ = std::fs::remove_file(l.path());
+            }
+        }
+    }
+    // Published ports that forward to an address no container holds (a
+    // setup killed after publishing them, before its record was written):
+    // left alone, they would reach the next container given the address.
+    let held: HashSet<std::net::IpAddr> = records
+        .list()
+        .iter()
+        .flat_map(|r| r.addresses().collect::<Vec<_>>())
+        .chain(finishing_ports)
+        .collect();
+    for rule in wirehook_shared::firewall::published_ports().unwrap_or_default() {
+        if !held.contains(&rule.container_ip) {
+            println!(
+                "{verb} published port {}/{} -> {}:{} (no container holds the address)",
+                rule.host_port,
+                rule.protocol.as_str(),
+                rule.container_ip,
+                rule.container_port
+            );
+            if !dry_run {
+                let _ = wirehook_shared::firewall::remove_ports(std::slice::from_ref(&rule));
             }
         }
     }

@@ -100,6 +100,8 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
     )?;
     let netns = NetNs::of_pid(pid)?;
     let records = Records::new(paths);
+    // gc waits for this setup (and this setup for a running gc).
+    let _in_flight = wirehook_shared::fsutil::Lock::shared(&paths.setup_lock())?;
     log::phase("parse");
     if let Some(existing) = records.get(&state.id)? {
         if existing.netns_inode == netns.inode() {
@@ -364,6 +366,7 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord, finish: Finish) -> 
         }
     }
     log::phase("drivers");
+    wirehook_shared::error::kill_point("teardown-drivers");
     let records = Records::new(paths);
     if let Some(p) = &rec.netns_path {
         cx.defer(crate::finish::Deferred::Unmount {
@@ -381,10 +384,12 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord, finish: Finish) -> 
         cx.problem(format!("cannot release name {}: {e}", rec.name));
     }
     log::phase("unmount");
+    wirehook_shared::error::kill_point("teardown-unmount");
     if let Err(e) = records.remove(&rec.id) {
         cx.problem(format!("cannot remove the record: {e}"));
     }
     log::phase("record");
+    wirehook_shared::error::kill_point("teardown-record");
     let deferred = std::mem::take(&mut cx.deferred);
     let mut problems = cx.problems;
     match finish {

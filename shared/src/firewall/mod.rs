@@ -403,6 +403,40 @@ pub fn published_target(rule: &PortRule) -> Option<(IpAddr, u16)> {
         .flatten()
 }
 
+/// Every published port in the table, read back as rules (for `gc`, which
+/// removes those no container holds: a hook killed between publishing a
+/// port and writing its record leaves one). Read with `nft -j`: gc is not
+/// on any container's start.
+pub fn published_ports() -> Result<Vec<PortRule>> {
+    let mut out = Vec::new();
+    for (map, keyed_by_ip) in [
+        ("pub4_any", false),
+        ("pub4_ip", true),
+        ("pub6_any", false),
+        ("pub6_ip", true),
+    ] {
+        out.extend(
+            ruleset::map_elements(map)?
+                .into_iter()
+                .filter_map(|(key, data)| {
+                    let (host_ip, rest) = if keyed_by_ip {
+                        (Some(key.first()?.as_str()?.parse().ok()?), &key[1..])
+                    } else {
+                        (None, &key[..])
+                    };
+                    Some(PortRule {
+                        protocol: rest.first()?.as_str()?.parse().ok()?,
+                        host_ip,
+                        host_port: u16::try_from(rest.get(1)?.as_u64()?).ok()?,
+                        container_ip: data.first()?.as_str()?.parse().ok()?,
+                        container_port: u16::try_from(data.get(1)?.as_u64()?).ok()?,
+                    })
+                }),
+        );
+    }
+    Ok(out)
+}
+
 /// What is wrong with a published port's map element, if anything: it is
 /// missing, or forwards to another address or port (for `wirehook check`).
 pub fn port_problem(rule: &PortRule) -> Option<String> {

@@ -311,6 +311,31 @@ pub fn run_nft(script: &str, op: &str) -> Result<()> {
 }
 
 /// Output of `nft -j ARGS`, parsed; None when nft fails.
+/// The elements of one of wirehook's maps as (key parts, data parts), from
+/// `nft -j list map`; a missing table or map has none.
+pub fn map_elements(map: &str) -> Result<Vec<(Vec<serde_json::Value>, Vec<serde_json::Value>)>> {
+    let Some(doc) = nft_json(&["list", "map", "inet", TABLE, map]) else {
+        return Ok(Vec::new());
+    };
+    let concat = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v.get("concat")
+            .and_then(|c| c.as_array())
+            .cloned()
+            .unwrap_or_default()
+    };
+    Ok(doc["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("map")?.get("elem")?.as_array().cloned())
+        .flatten()
+        .filter_map(|e| {
+            let pair = e.as_array()?;
+            Some((concat(pair.first()?), concat(pair.get(1)?)))
+        })
+        .collect())
+}
+
 fn nft_json(args: &[&str]) -> Option<serde_json::Value> {
     let out = Command::new(nft_binary())
         .arg("-j")
