@@ -108,6 +108,17 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
             log::info("already wired (setup ran at an earlier stage): nothing to do");
             return Ok(());
         }
+        let alive = match existing.mode {
+            Mode::Host | Mode::Container => store::process_alive(existing.pid, existing.pid_start),
+            _ => netns_in_use(paths, &existing),
+        };
+        if alive {
+            return Err(anyhow::anyhow!(
+                "container id {} is already wired for another namespace whose process (pid {}) still runs: stop that container first, or give this one another id",
+                state.id,
+                existing.pid
+            ));
+        }
         log::warn("a record for this id belongs to an older namespace: tearing that down first");
         teardown_record(paths, &existing, Finish::Inline);
     }
