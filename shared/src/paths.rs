@@ -39,6 +39,27 @@ impl Paths {
         }
     }
 
+    /// Refuse to work through state directories that are symbolic links
+    /// (someone swapped one for a link elsewhere): writes through them
+    /// would land outside the run directory. Missing ones are fine (made
+    /// on first use). One lstat per directory.
+    pub fn check_state_dirs(&self) -> crate::Result<()> {
+        let dirs = [
+            "", "containers", "names", "sharers", "leases", "locks", "netns", "finishing",
+            "realized", "overlay",
+        ];
+        for d in dirs {
+            let p = self.run_dir.join(d);
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(crate::Error::invalid(format!(
+                    "{} is a symbolic link, not a directory: wirehook writes its state only into real directories; remove the link (`wirehook gc` recreates what it needs)",
+                    p.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Both trees below `root`.
     pub fn under(root: &Path) -> Self {
         Paths {

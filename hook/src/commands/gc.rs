@@ -19,6 +19,7 @@ use crate::log;
 pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
     // No setup runs meanwhile: what a starting container holds before its
     // record is written is not a leftover.
+    paths.check_state_dirs()?;
     let _no_setups = wirehook_shared::fsutil::Lock::exclusive(&paths.setup_lock())?;
     let records = Records::new(paths);
     let by_ns = netns::processes_by_netns();

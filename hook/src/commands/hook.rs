@@ -100,6 +100,7 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
     )?;
     let netns = NetNs::of_pid(pid)?;
     let records = Records::new(paths);
+    paths.check_state_dirs()?;
     // gc waits for this setup (and this setup for a running gc).
     let _in_flight = wirehook_shared::fsutil::Lock::shared(&paths.setup_lock())?;
     log::phase("parse");
