@@ -56,6 +56,37 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const SEED: &[u8] = br#"{"ociVersion":"1.0.2-dev","id":"abc","status":"creating","pid":42,"bundle":"/b","annotations":{"io.wirehook.network":"bridge"}}"#;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 10_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The state document from the runtime, cut short, with a byte
+        /// changed, or random: no panic, and the error (as printed) is one line.
+        #[test]
+        fn state_documents(
+            at in 0..=SEED.len(),
+            b in any::<u8>(),
+            cut in any::<bool>(),
+            random in proptest::collection::vec(any::<u8>(), 0..160),
+            use_random in any::<bool>(),
+        ) {
+            let mut doc = SEED.to_vec();
+            if use_random {
+                doc = random;
+            } else if cut {
+                doc.truncate(at);
+            } else if at < doc.len() {
+                doc[at] = b;
+            }
+            if let Err(e) = State::parse(&doc) {
+                let line = format!("{e:#}");
+                prop_assert!(!line.contains('\n'), "{line:?}");
+            }
+        }
+    }
 
     #[test]
     fn runtimes_differ_and_all_parse() {

@@ -42,3 +42,6 @@ pub mod store;
 pub mod sysctl;
 
 pub use error::{Error, Result};
+
+#[cfg(test)]
+mod fuzz;

@@ -45,8 +45,16 @@ impl Paths {
     /// on first use). One lstat per directory.
     pub fn check_state_dirs(&self) -> crate::Result<()> {
         let dirs = [
-            "", "containers", "names", "sharers", "leases", "locks", "netns", "finishing",
-            "realized", "overlay",
+            "",
+            "containers",
+            "names",
+            "sharers",
+            "leases",
+            "locks",
+            "netns",
+            "finishing",
+            "realized",
+            "overlay",
         ];
         for d in dirs {
             let p = self.run_dir.join(d);

@@ -30,7 +30,7 @@ use crate::error::Result;
 
 mod etcd;
 mod local;
-mod wire;
+pub(crate) mod wire;
 
 pub use etcd::{Etcd, Watch, WatchMsg, WatchStopper};
 pub use local::Local;

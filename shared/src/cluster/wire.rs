@@ -189,9 +189,26 @@ impl RawKv {
     }
 }
 
+/// Text from the server for an error line: at most 200 characters, with
+/// newlines and other control characters escaped (an error is one line).
+fn excerpt(text: &str) -> String {
+    text.trim()
+        .chars()
+        .take(200)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| {
-        let shown = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        let shown = excerpt(&String::from_utf8_lossy(&body[..body.len().min(200)]));
         format!("unexpected answer ({e}): {shown}")
     })
 }
@@ -216,7 +233,7 @@ pub(crate) fn error_message(v: &Value) -> Option<String> {
         Value::Null => return None,
         other => other.to_string(),
     };
-    Some(msg)
+    Some(excerpt(&msg))
 }
 
 /// The gRPC status code of an error answer (5 = not found, 11 = out of range, ...).
@@ -230,9 +247,7 @@ pub(crate) fn error_code(v: &Value) -> Option<i64> {
 pub(crate) fn error_text(body: &[u8]) -> String {
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => error_message(&v).unwrap_or_else(|| v.to_string()),
-        Err(_) => String::from_utf8_lossy(&body[..body.len().min(200)])
-            .trim()
-            .to_string(),
+        Err(_) => excerpt(&String::from_utf8_lossy(&body[..body.len().min(200)])),
     }
 }
 
