@@ -522,18 +522,6 @@ fn gc_cleans_up_after_a_runtime_that_never_called_poststop() {
     assert_clean(&host);
 }
 
-/// Setup of the container process `c` under the id `id` (a restart keeps
-/// the id of the run before it, with a new process and namespace).
-fn setup_as(
-    host: &TestHost,
-    c: &Container<'_>,
-    id: &str,
-    ann: &[(&str, &str)],
-) -> std::process::Output {
-    let bundle = c.bundle(NetNsEntry::Fresh);
-    host.wirehook_hook("createRuntime", &c.state_json(id, "creating", ann, &bundle))
-}
-
 /// Poststop of `id` whose finisher, once detached, sleeps `delay_ms` first.
 fn unwire_slowly(host: &TestHost, id: &str, delay_ms: u64) {
     let bundle = host.root().join("no-bundle");
@@ -803,23 +791,6 @@ fn check_finds_a_published_port_whose_map_element_is_gone_or_elsewhere() {
     ])
     .expect_success("delete the stray element");
     assert_clean(&host);
-}
-
-/// Every file under `dir`, recursively (mount points included).
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                todo.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]

@@ -242,25 +242,7 @@ fn kill_everywhere(host: &TestHost, ann: &[(&str, &str)], steps: &[&str], peer: 
 fn a_macvlan_container_killed_at_any_step_is_cleaned_by_poststop_and_gc() {
     let host = TestHost::new("killmv");
     let up = host.uplink_n(1);
-    host.wirehook(
-        &[
-            "network",
-            "create",
-            "--driver",
-            "macvlan",
-            "--parent",
-            up.host_ifname(),
-            "--subnet",
-            "203.0.113.0/24",
-            "--gateway",
-            "203.0.113.2",
-            "--ip-range",
-            "203.0.113.128/25",
-            "lan",
-        ],
-        None,
-    )
-    .expect_success("network create lan");
+    create_lan_network(&host, "lan", up.host_ifname());
     let steps = [
         "name",
         "lock",

@@ -242,13 +242,7 @@ fn hostile_runtime_fields_are_refused_with_one_line_and_nothing_made() {
 #[test]
 fn hostile_inline_definitions_are_refused_where_the_policy_allows_them() {
     let host = TestHost::new("hostinl");
-    let etc = host.root().join("etc/wirehook");
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::write(
-        etc.join("policy.json"),
-        r#"{"allow_inline_networks": true}"#,
-    )
-    .unwrap();
+    write_policy(&host, r#"{"allow_inline_networks": true}"#);
     let a = host.container("a");
     wire(
         &host,

@@ -8,12 +8,6 @@ use std::net::SocketAddr;
 use support::*;
 use wirehook_tests::*;
 
-fn write_policy(host: &TestHost, json: &str) {
-    let etc = host.root().join("etc/wirehook");
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::write(etc.join("policy.json"), json).unwrap();
-}
-
 /// Setup must fail with one line on stderr that contains each of `want`.
 fn refused(host: &TestHost, c: &Container<'_>, ann: &[(&str, &str)], want: &[&str]) -> String {
     let out = setup(host, c, ann).expect_failure(&format!("{ann:?}"));

@@ -26,16 +26,6 @@ fn all_at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     })
 }
 
-fn setup_as(
-    host: &TestHost,
-    c: &Container<'_>,
-    id: &str,
-    ann: &[(&str, &str)],
-) -> std::process::Output {
-    let bundle = c.bundle(NetNsEntry::Fresh);
-    host.wirehook_hook("createRuntime", &c.state_json(id, "creating", ann, &bundle))
-}
-
 /// Wait until no teardown is finishing.
 fn settled(host: &TestHost) -> bool {
     eventually(60, || {
@@ -128,25 +118,7 @@ fn hundreds_of_mixed_cycles_leave_the_host_as_they_found_it() {
         .unwrap_or(500);
     let host = TestHost::new("soak");
     let up = host.uplink_n(1);
-    host.wirehook(
-        &[
-            "network",
-            "create",
-            "--driver",
-            "macvlan",
-            "--parent",
-            up.host_ifname(),
-            "--subnet",
-            "203.0.113.0/24",
-            "--gateway",
-            "203.0.113.2",
-            "--ip-range",
-            "203.0.113.128/25",
-            "lan",
-        ],
-        None,
-    )
-    .expect_success("network create lan");
+    create_lan_network(&host, "lan", up.host_ifname());
     // An owner for the container-shared cycles.
     let owner = host.container("owner");
     wire(&host, &owner, &[("io.wirehook.network", "bridge")]);
@@ -195,19 +167,7 @@ fn hundreds_of_mixed_cycles_leave_the_host_as_they_found_it() {
     batch(0);
     let links = links_with_prefix(&host, "");
     let files = state_files(&run_dir(&host));
-    let all_files = {
-        let mut v = Vec::new();
-        fn walk(d: &std::path::Path, v: &mut Vec<std::path::PathBuf>) {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                if e.path().is_dir() {
-                    walk(&e.path(), v);
-                }
-                v.push(e.path());
-            }
-        }
-        walk(&run_dir(&host), &mut v);
-        v.len()
-    };
+    let all_files = files_under(&run_dir(&host));
     let elements = nft_elements(&host, "pub4_any").len();
     let mut times = Vec::new();
     let mut n = 50;
@@ -225,18 +185,8 @@ fn hundreds_of_mixed_cycles_leave_the_host_as_they_found_it() {
         files,
         "state files after {cycles} cycles"
     );
-    let mut after = Vec::new();
-    fn walk2(d: &std::path::Path, v: &mut Vec<std::path::PathBuf>) {
-        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-            if e.path().is_dir() {
-                walk2(&e.path(), v);
-            }
-            v.push(e.path());
-        }
-    }
-    walk2(&run_dir(&host), &mut after);
     assert_eq!(
-        after.len(),
+        files_under(&run_dir(&host)),
         all_files,
         "files under the run directory after {cycles} cycles"
     );

@@ -31,6 +31,62 @@ pub fn setup_env(
     )
 }
 
+/// Setup of the container process `c` under the id `id` (a restart keeps
+/// the id of the run before it, with a new process and namespace; a test
+/// may also wire one process under many ids in turn).
+pub fn setup_as(host: &TestHost, c: &Container<'_>, id: &str, ann: &[(&str, &str)]) -> Output {
+    let bundle = c.bundle(NetNsEntry::Fresh);
+    host.wirehook_hook("createRuntime", &c.state_json(id, "creating", ann, &bundle))
+}
+
+/// Write the operator's policy file of `host`.
+pub fn write_policy(host: &TestHost, json: &str) {
+    let etc = host.root().join("etc/wirehook");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("policy.json"), json).unwrap();
+}
+
+/// `wirehook network create` of a macvlan network `name` on `parent`, on
+/// the test LAN 203.0.113.0/24 (gateway .2, containers from .128/25).
+pub fn create_lan_network(host: &TestHost, name: &str, parent: &str) {
+    host.wirehook(
+        &[
+            "network",
+            "create",
+            "--driver",
+            "macvlan",
+            "--parent",
+            parent,
+            "--subnet",
+            "203.0.113.0/24",
+            "--gateway",
+            "203.0.113.2",
+            "--ip-range",
+            "203.0.113.128/25",
+            name,
+        ],
+        None,
+    )
+    .expect_success(&format!("network create {name}"));
+}
+
+/// Every file and directory under `dir`, recursively, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Setup that must succeed.
 pub fn wire(host: &TestHost, c: &Container<'_>, ann: &[(&str, &str)]) {
     setup(host, c, ann).expect_success(&format!("setup of {} with {ann:?}", c.id()));
