@@ -101,7 +101,25 @@ Example by hand: echo '{\"id\":\"c1\",\"pid\":1234,\"bundle\":\"/b\",\"annotatio
     },
 }
 
+/// The hook's own command lines (`wirehook hook [STAGE]`, what runtimes
+/// run on every container start and stop), read without building the whole
+/// command-line parser; anything else, or anything odd, goes to clap.
+fn hook_fast_path() -> Option<Option<commands::hook::Stage>> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "hook" {
+        return None;
+    }
+    let stage = match args.next() {
+        None => None,
+        Some(s) => Some(<commands::hook::Stage as clap::ValueEnum>::from_str(s.to_str()?, false).ok()?),
+    };
+    args.next().is_none().then_some(stage)
+}
+
 fn main() -> ExitCode {
+    if let Some(stage) = hook_fast_path() {
+        return report(commands::hook::run(&Paths::resolve(None), stage));
+    }
     let cli = Cli::parse();
     let paths = Paths::resolve(cli.root.as_deref());
     let result = match cli.command {
@@ -138,6 +156,11 @@ fn main() -> ExitCode {
             bundle::prepare(&paths, &bundle, &exe, root.as_deref()).map(|s| println!("{s}"))
         }
     };
+    report(result)
+}
+
+/// Exit status and the one-line error.
+fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
