@@ -37,3 +37,38 @@ fn parent_of(pid: i32) -> Option<i32> {
         .parse()
         .ok()
 }
+
+/// The runtime root of the runtime that runs this hook: its program name
+/// and its `--root` (the runtime's default where none is given), read from
+/// the hook's parent, which is the runtime itself (runc and crun run their
+/// hooks as children). `container:<x>` joins only a container the same
+/// runtime root created: another root is another tenant's runtime.
+pub fn runtime_root() -> String {
+    let pid = std::os::unix::process::parent_id();
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return String::new();
+    };
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let program = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
+    let root = args
+        .iter()
+        .position(|a| a == "--root")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--root=").map(str::to_string))
+        })
+        .unwrap_or_else(|| match program.as_str() {
+            "runc" => "/run/runc".to_string(),
+            "crun" => "/run/crun".to_string(),
+            _ => String::new(),
+        });
+    // Bounded: it is kept in the record and shown in errors.
+    format!("{program}:{root}").chars().take(256).collect()
+}

@@ -111,7 +111,9 @@ fn hook_fast_path() -> Option<Option<commands::hook::Stage>> {
     }
     let stage = match args.next() {
         None => None,
-        Some(s) => Some(<commands::hook::Stage as clap::ValueEnum>::from_str(s.to_str()?, false).ok()?),
+        Some(s) => {
+            Some(<commands::hook::Stage as clap::ValueEnum>::from_str(s.to_str()?, false).ok()?)
+        }
     };
     args.next().is_none().then_some(stage)
 }

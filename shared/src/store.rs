@@ -103,6 +103,10 @@ pub struct ContainerRecord {
     /// `container:<x>` joins only a container of the same pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
+    /// The runtime and root that created it (`runc:/run/runc`), so that
+    /// `container:<x>` joins only a container of the same runtime root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_root: Option<String>,
     /// Seconds since the epoch.
     pub created: u64,
 }

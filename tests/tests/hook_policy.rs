@@ -249,3 +249,43 @@ fn container_mode_joins_only_a_container_of_the_same_pod() {
     unwire(&host, owner.id());
     assert_clean(&host);
 }
+
+#[test]
+fn container_mode_joins_only_a_container_of_the_same_runtime_root() {
+    let host = TestHost::new("rtroot");
+    let owner = host.container("owner");
+    wire(&host, &owner, &[("io.wirehook.network", "bridge")]);
+    let target = format!("container:{}", owner.id());
+    let ann = [("io.wirehook.network", target.as_str())];
+    let bundle = owner.bundle(NetNsEntry::Path(owner.netns_path()));
+    // The joiner's hook runs under another parent: another runtime (root).
+    let id = host.unique_id("other-root");
+    let bin = TestHost::wirehook_bin();
+    let out = host
+        .run_bin_as_hook(
+            std::path::Path::new("sh"),
+            &[
+                "-c",
+                "\"$0\" hook createRuntime; exit $?",
+                bin.to_str().unwrap(),
+            ],
+            Some(&owner.state_json(&id, "creating", &ann, &bundle)),
+            &[],
+        )
+        .expect_failure("another runtime root");
+    let err = out.stderr_str();
+    assert!(
+        err.contains("runtime root") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    // The owner's own runtime root joins.
+    let friend = host.unique_id("same-root");
+    host.wirehook_hook(
+        "createRuntime",
+        &owner.state_json(&friend, "creating", &ann, &bundle),
+    )
+    .expect_success("the same runtime root");
+    unwire(&host, &friend);
+    unwire(&host, owner.id());
+    assert_clean(&host);
+}

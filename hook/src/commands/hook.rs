@@ -216,6 +216,7 @@ fn wire(
         pid_start: store::process_start(pid).unwrap_or(0),
         bundle: (!state.bundle.as_os_str().is_empty()).then(|| state.bundle.clone()),
         pod,
+        runtime_root: Some(crate::caller::runtime_root()),
         created: now(),
     };
     fail_point("name")?;
@@ -239,6 +240,14 @@ fn wire(
                 unreachable!()
             };
             let owner = drivers::container::owner(&cx, key)?;
+            if owner.runtime_root != rec.runtime_root {
+                return Err(wirehook_shared::Error::invalid(format!(
+                    "io.wirehook.network=container:{key}: {} was created by runtime root {}, this container by {}; a container may only join one of its own runtime root",
+                    owner.name,
+                    owner.runtime_root.as_deref().unwrap_or("(unknown)"),
+                    rec.runtime_root.as_deref().unwrap_or("(unknown)"),
+                )));
+            }
             if owner.pod != rec.pod {
                 return Err(wirehook_shared::Error::invalid(format!(
                     "io.wirehook.network=container:{key}: {} is in {}, this container in {}; a container may only join one of its own pod",
