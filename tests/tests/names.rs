@@ -433,7 +433,10 @@ fn prepare_points_resolv_conf_at_the_resolver() {
     assert!(src.ends_with("/wirehook.resolv.conf"), "{src}");
     let text = std::fs::read_to_string(src).unwrap();
     assert!(text.contains("nameserver 127.0.0.11\n"), "{text}");
-    assert!(text.contains("search corp.test\n"), "{text}");
+    assert!(
+        text.contains("search wirehook.internal corp.test\n"),
+        "{text}"
+    );
     assert!(text.contains("options edns0 ndots:0\n"), "{text}");
     assert!(
         !text.contains("198.51.100.2"),

@@ -38,6 +38,14 @@ use wire::{rcode, Query, Response};
 /// resolving at once (aardvark-dns 1.13 uses 0 too).
 pub const TTL: u32 = 0;
 
+/// The resolver's own zone: `NAME.wirehook.internal` (and
+/// `NAME.NETWORK.wirehook.internal`) is `NAME`, and nothing under it is
+/// ever forwarded. Containers get it first in their search list, so stub
+/// resolvers that always append a search domain to single labels (busybox
+/// `nslookup`) find container names too (podman's `dns.podman` serves the
+/// same purpose). `.internal` is reserved for private use (ICANN, 2024).
+pub const DOMAIN: &str = "wirehook.internal";
+
 /// The address the resolver listens on inside every container (docker's).
 pub const RESOLVER_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
 
@@ -118,8 +126,12 @@ fn local(
     if !(q.qclass == wire::CLASS_IN || q.qclass == wire::CLASS_ANY) || !q.name.is_plain() {
         return None;
     }
-    let name = q.name.as_bytes();
-    if q.qtype == wire::TYPE_PTR {
+    let mut name = q.name.as_bytes();
+    let ours = strip_domain(name);
+    if let Some(inner) = ours {
+        name = inner;
+    }
+    if q.qtype == wire::TYPE_PTR && ours.is_none() {
         let ip = arpa_address(name)?;
         let target = table.reverse(&asker.networks, ip)?;
         let mut r = Response::start(out, msg, query, rcode::NOERROR, true, limit);
@@ -127,7 +139,17 @@ fn local(
         r.finish();
         return Some(Outcome::Reply);
     }
-    let addrs = table.resolve(&asker.networks, name)?;
+    let Some(addrs) = table.resolve(&asker.networks, name) else {
+        // Our zone: authoritative, never forwarded.
+        ours?;
+        let code = if name.is_empty() {
+            rcode::NOERROR
+        } else {
+            rcode::NXDOMAIN
+        };
+        Response::start(out, msg, query, code, true, limit).finish();
+        return Some(Outcome::Reply);
+    };
     let mut r = Response::start(out, msg, query, rcode::NOERROR, true, limit);
     // Any other type of a name that exists: an empty NOERROR answer.
     if matches!(q.qtype, wire::TYPE_A | wire::TYPE_ANY) {
@@ -142,6 +164,16 @@ fn local(
     }
     r.finish();
     Some(Outcome::Reply)
+}
+
+/// `NAME` of `NAME.wirehook.internal` (empty for the zone itself).
+fn strip_domain(name: &[u8]) -> Option<&[u8]> {
+    let d = DOMAIN.as_bytes();
+    if name == d {
+        return Some(&[]);
+    }
+    let n = name.len().checked_sub(d.len() + 1)?;
+    (name.ends_with(d) && name[n] == b'.').then(|| &name[..n])
 }
 
 fn not_local(asker: &Asker, msg: &[u8], query: &Query, limit: usize, out: &mut Vec<u8>) -> Outcome {
@@ -247,6 +279,31 @@ mod tests {
         assert_eq!(r.answers.len(), 1);
         let r = parse_reply(&ask(&t, &internal, "example.com", TYPE_A).1).unwrap();
         assert_eq!(r.rcode(), rcode::REFUSED);
+    }
+
+    #[test]
+    fn our_zone() {
+        let (t, on1, _, internal) = setup();
+        let r = parse_reply(&ask(&t, &on1, "www.wirehook.internal", TYPE_A).1).unwrap();
+        assert_eq!(r.answers, vec![(Record::A(Ipv4Addr::new(10, 1, 0, 2)), 0)]);
+        let r = parse_reply(&ask(&t, &on1, "web.n1.Wirehook.Internal", TYPE_A).1).unwrap();
+        assert_eq!(r.answers.len(), 1);
+        // Never forwarded, also for names that are not containers'.
+        for name in ["db.wirehook.internal", "a.b.c.wirehook.internal"] {
+            let (o, out) = ask(&t, &on1, name, TYPE_A);
+            assert_eq!(o, Outcome::Reply, "{name}");
+            assert_eq!(
+                parse_reply(&out).unwrap().rcode(),
+                rcode::NXDOMAIN,
+                "{name}"
+            );
+        }
+        let r = parse_reply(&ask(&t, &internal, "wirehook.internal", TYPE_A).1).unwrap();
+        assert_eq!(r.rcode(), rcode::NOERROR);
+        assert_eq!(
+            ask(&t, &on1, "xwirehook.internal", TYPE_A).0,
+            Outcome::Forward
+        );
     }
 
     #[test]

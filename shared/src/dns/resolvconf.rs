@@ -74,16 +74,24 @@ pub fn read(path: &Path) -> ResolvConf {
 }
 
 /// The `resolv.conf` a container gets: the resolver as its only
-/// nameserver, the host's search list and options, `ndots:0` (docker's
-/// choice: every name is tried as given first, so container names need no
-/// search domain).
+/// nameserver; the resolver's zone ([`super::DOMAIN`]) then the host's
+/// search list; the host's options and `ndots:0` (docker's choice: every
+/// name is tried as given first, so container names need no search
+/// domain; stubs that append one anyway find them in our zone).
 pub fn container_file(host: &ResolvConf) -> String {
     let mut s =
         String::from("# Written by wirehook: the per-host resolver answers container names\n");
     s.push_str(&format!("nameserver {}\n", super::RESOLVER_ADDR));
-    if !host.search.is_empty() {
-        s.push_str(&format!("search {}\n", host.search.join(" ")));
+    let mut search = vec![super::DOMAIN.to_string()];
+    for d in &host.search {
+        let d = d.trim_end_matches('.');
+        if !d.is_empty() && !search.iter().any(|s| s.eq_ignore_ascii_case(d)) {
+            search.push(d.to_string());
+        }
     }
+    // glibc reads at most six domains.
+    search.truncate(6);
+    s.push_str(&format!("search {}\n", search.join(" ")));
     let mut opts = host.options.clone();
     opts.push("ndots:0".into());
     s.push_str(&format!("options {}\n", opts.join(" ")));
@@ -113,7 +121,10 @@ mod tests {
         assert_eq!(rc.options, vec!["edns0", "trust-ad"]);
         let file = container_file(&rc);
         assert!(file.contains("nameserver 127.0.0.11\n"), "{file}");
-        assert!(file.contains("search a.example b.example\n"), "{file}");
+        assert!(
+            file.contains("search wirehook.internal a.example b.example\n"),
+            "{file}"
+        );
         assert!(file.contains("options edns0 trust-ad ndots:0\n"), "{file}");
         assert_eq!(file.matches("nameserver").count(), 1);
     }
@@ -124,7 +135,11 @@ mod tests {
         assert!(rc.nameservers.is_empty());
         assert_eq!(
             container_file(&rc).lines().skip(1).collect::<Vec<_>>(),
-            vec!["nameserver 127.0.0.11", "options ndots:0"]
+            vec![
+                "nameserver 127.0.0.11",
+                "search wirehook.internal",
+                "options ndots:0"
+            ]
         );
     }
 }
