@@ -209,11 +209,10 @@ pub const RESOLV_FILE: &str = "wirehook.resolv.conf";
 /// made yet, an overlay network in the cluster store, an inline one):
 /// yes, the default.
 fn network_has_names(paths: &Paths, name: &str) -> bool {
-    Networks::new(paths)
-        .get(name)
-        .ok()
-        .flatten()
-        .map_or(true, |d| d.dns)
+    match Networks::new(paths).get(name) {
+        Ok(Some(d)) => d.dns,
+        _ => true,
+    }
 }
 
 fn is_resolv_mount(m: &Value) -> bool {

@@ -379,7 +379,7 @@ impl Daemon {
                     }
                     K_CONTROL => self.accept_control(),
                     K_CONN => self.serve_conn(key),
-                    K_UPSTREAM => self.from_upstream(key as usize),
+                    K_UPSTREAM => self.serve_upstream(key as usize),
                     _ => {}
                 }
             }
@@ -788,7 +788,7 @@ impl Daemon {
         }
     }
 
-    fn from_upstream(&mut self, idx: usize) {
+    fn serve_upstream(&mut self, idx: usize) {
         for _ in 0..BATCH {
             let Some(u) = self.ups.get(idx) else { return };
             let n = match u.sock.recv_from(&mut self.ubuf) {
