@@ -188,6 +188,8 @@ fn names_and_aliases_resolve_only_on_shared_networks() {
     let ps = host.wirehook(&["ps", "--json"], None).expect_success("ps");
     assert!(ps.stdout_str().contains("\"Store\""), "{}", ps.stdout_str());
     host.wirehook(&["check"], None).expect_success("check");
+    let table = host.wirehook(&["ps"], None).expect_success("ps").stdout_str();
+    assert!(table.contains("db (mysql,Store)"), "{table}");
 
     // A stopped container's names are gone as soon as poststop returned.
     unwire(&host, db.id());
@@ -451,4 +453,40 @@ fn prepare_points_resolv_conf_at_the_resolver() {
     // No names on --dns=false networks, nor in none or host mode.
     assert!(mounts(&prepare("quiet", false)).is_empty());
     assert!(mounts(&prepare("none", false)).is_empty());
+}
+
+#[test]
+fn names_on_a_macvlan_network() {
+    // No bridge and nothing of the host on the path: the sockets are in the
+    // containers' namespaces, so macvlan (and ipvlan) containers get names
+    // like any other (podman turns DNS off for them).
+    let host = TestHost::new("namemv");
+    let lan = host.uplink_n(1);
+    create_network(
+        &host,
+        &[
+            "--driver",
+            "macvlan",
+            "--parent",
+            lan.host_ifname(),
+            "--subnet",
+            "203.0.113.0/24",
+            "--gateway",
+            "203.0.113.2",
+            "--ip-range",
+            "203.0.113.128/25",
+            "lan",
+        ],
+    );
+    let a = host.container("a");
+    let b = host.container("b");
+    wire(&host, &a, &annotations("lan", "left", None));
+    wire(&host, &b, &annotations("lan", "right", Some("r")));
+    resolves(&a, "right", ipv4_of(&b));
+    resolves(&a, "r.lan", ipv4_of(&b));
+    resolves(&b, "left", ipv4_of(&a));
+    host.wirehook(&["check"], None).expect_success("check");
+    unwire(&host, a.id());
+    nxdomain(&b, "left");
+    unwire(&host, b.id());
 }
