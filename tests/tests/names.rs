@@ -188,7 +188,10 @@ fn names_and_aliases_resolve_only_on_shared_networks() {
     let ps = host.wirehook(&["ps", "--json"], None).expect_success("ps");
     assert!(ps.stdout_str().contains("\"Store\""), "{}", ps.stdout_str());
     host.wirehook(&["check"], None).expect_success("check");
-    let table = host.wirehook(&["ps"], None).expect_success("ps").stdout_str();
+    let table = host
+        .wirehook(&["ps"], None)
+        .expect_success("ps")
+        .stdout_str();
     assert!(table.contains("db (mysql,Store)"), "{table}");
 
     // A stopped container's names are gone as soon as poststop returned.

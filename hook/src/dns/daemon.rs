@@ -64,8 +64,12 @@ use crate::log;
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Forwarded queries in flight, at most; more get SERVFAIL at once.
 const MAX_PENDING: usize = 4096;
+/// ... and from one container, so one cannot starve the others.
+const MAX_PENDING_PER_CTR: usize = 256;
 /// Concurrent TCP connections, at most; more are closed at once.
 const MAX_TCP: usize = 64;
+/// ... and from one container.
+const MAX_TCP_PER_CTR: usize = 8;
 /// Idle time on a TCP connection before it is closed.
 const TCP_IDLE: Duration = Duration::from_secs(5);
 /// How long the daemon stays with no container before it exits (so a
@@ -227,6 +231,10 @@ struct Ctr {
     asker: Asker,
     networks: Vec<String>,
     names: Vec<String>,
+    /// Its forwarded queries in flight.
+    inflight: usize,
+    /// Its TCP connections being served.
+    tcp_conns: Arc<AtomicUsize>,
 }
 
 /// A control connection, until its request line is complete.
@@ -277,6 +285,8 @@ struct Daemon {
     out: Vec<u8>,
     tcp_active: Arc<AtomicUsize>,
     idle_since: Option<Instant>,
+    /// Containers came or went since memory was last given back.
+    trim_due: bool,
 }
 
 fn lock_table(t: &RwLock<Table>) -> std::sync::RwLockReadGuard<'_, Table> {
@@ -314,6 +324,7 @@ impl Daemon {
             out: Vec::with_capacity(4096),
             tcp_active: Arc::new(AtomicUsize::new(0)),
             idle_since: None,
+            trim_due: false,
         };
         d.load_upstreams();
         Ok(d)
@@ -388,6 +399,15 @@ impl Daemon {
             if now.duration_since(self.resolv_checked) >= RESOLV_CHECK {
                 self.resolv_checked = now;
                 self.load_upstreams();
+                if std::mem::take(&mut self.trim_due) {
+                    // Parsing records leaves freed memory between the
+                    // table's long-lived allocations: give it back.
+                    #[cfg(target_env = "gnu")]
+                    // SAFETY: malloc_trim only releases free memory.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
+                }
             }
             if self.ctrs.is_empty() && self.conns.is_empty() && self.pending.is_empty() {
                 let since = *self.idle_since.get_or_insert(now);
@@ -501,10 +521,13 @@ impl Daemon {
                 asker: Asker::default(),
                 networks: Vec::new(),
                 names: Vec::new(),
+                inflight: 0,
+                tcp_conns: Arc::new(AtomicUsize::new(0)),
             },
         );
         self.by_id.insert(id.to_string(), key);
         self.refresh(key, &rec);
+        self.trim_due = true;
         Ok(())
     }
 
@@ -553,6 +576,7 @@ impl Daemon {
             self.ep.del(fd);
         }
         self.by_id.remove(&c.id);
+        self.trim_due = true;
         self.table
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -717,7 +741,8 @@ impl Daemon {
 
     /// Relay the query in `buf[..n]` from container `key` upstream.
     fn forward(&mut self, key: u64, client: SocketAddr, n: usize) {
-        if self.ups.is_empty() || self.pending.len() >= MAX_PENDING {
+        let busy = !matches!(self.ctrs.get(&key), Some(c) if c.inflight < MAX_PENDING_PER_CTR);
+        if self.ups.is_empty() || self.pending.len() >= MAX_PENDING || busy {
             self.reply_error(key, client, n, rcode::SERVFAIL);
             return;
         }
@@ -737,7 +762,19 @@ impl Daemon {
             serial: self.serial,
         };
         self.pending.insert(id, p);
+        if let Some(c) = self.ctrs.get_mut(&key) {
+            c.inflight += 1;
+        }
         self.send_upstream(id, 0);
+    }
+
+    /// Remove pending query `id` (answered or given up).
+    fn take_pending(&mut self, id: u16) -> Option<Pending> {
+        let p = self.pending.remove(&id)?;
+        if let Some(c) = self.ctrs.get_mut(&p.ctr) {
+            c.inflight = c.inflight.saturating_sub(1);
+        }
+        Some(p)
     }
 
     /// Send pending query `id` to upstream `idx` or later (skipping those
@@ -762,7 +799,7 @@ impl Daemon {
     }
 
     fn give_up(&mut self, id: u16) {
-        let Some(p) = self.pending.remove(&id) else {
+        let Some(p) = self.take_pending(id) else {
             return;
         };
         let mut q = p.query;
@@ -820,7 +857,7 @@ impl Daemon {
                 self.send_upstream(id, idx + 1);
                 continue;
             }
-            let p = self.pending.remove(&id).expect("just seen");
+            let p = self.take_pending(id).expect("just seen");
             let msg = &mut self.ubuf[..n];
             wire::set_message_id(msg, p.orig_id);
             if let Some(c) = self.ctrs.get(&p.ctr) {
@@ -892,23 +929,30 @@ impl Daemon {
     fn accept_tcp(&mut self, key: u64) {
         let Some(c) = self.ctrs.get(&key) else { return };
         while let Ok((stream, _)) = c.tcp.accept() {
-            if self.tcp_active.load(Ordering::Relaxed) >= MAX_TCP {
+            if self.tcp_active.load(Ordering::Relaxed) >= MAX_TCP
+                || c.tcp_conns.load(Ordering::Relaxed) >= MAX_TCP_PER_CTR
+            {
                 continue;
             }
             let table = Arc::clone(&self.table);
             let asker = c.asker.clone();
             let ups = Arc::clone(&self.ups_addrs);
             let active = Arc::clone(&self.tcp_active);
+            let mine = Arc::clone(&c.tcp_conns);
             active.fetch_add(1, Ordering::Relaxed);
+            mine.fetch_add(1, Ordering::Relaxed);
+            let (a2, m2) = (Arc::clone(&active), Arc::clone(&mine));
             let spawned = std::thread::Builder::new()
                 .name("dns-tcp".into())
                 .stack_size(256 * 1024)
                 .spawn(move || {
                     serve_tcp(stream, &table, &asker, &ups);
-                    active.fetch_sub(1, Ordering::Relaxed);
+                    a2.fetch_sub(1, Ordering::Relaxed);
+                    m2.fetch_sub(1, Ordering::Relaxed);
                 });
             if spawned.is_err() {
-                self.tcp_active.fetch_sub(1, Ordering::Relaxed);
+                active.fetch_sub(1, Ordering::Relaxed);
+                mine.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
