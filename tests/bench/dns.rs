@@ -404,6 +404,8 @@ fn main() {
             );
         }
     }
+    // Steady state: what the last runs left in flight has settled.
+    std::thread::sleep(Duration::from_millis(2500));
     println!(
         "\nresident memory with {} names: wirehook dns {}, aardvark-dns {}",
         o.n,

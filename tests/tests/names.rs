@@ -260,7 +260,42 @@ fn other_names_are_forwarded_except_from_internal_networks() {
     assert_eq!(a.rcode, rcode::REFUSED, "{a:?}");
     assert_eq!(server.seen(), before + 2, "nothing forwarded for sealed");
 
-    // The status shows the upstream read from the configured resolv.conf.
+    // A dead first upstream: the next one answers after its 2 s; with
+    // none alive, SERVFAIL. resolv.conf changes are followed.
+    let rc = host.root().join("resolv.conf");
+    std::fs::write(&rc, "nameserver 198.51.100.9\nnameserver 198.51.100.2\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    let a = dns_query(
+        &out_c.netns_path(),
+        RESOLVER,
+        "late.example.test",
+        TYPE_A,
+        Duration::from_secs(5),
+    )
+    .expect("an answer from the second upstream");
+    assert_eq!(
+        a.addrs(),
+        vec![IpAddr::V4(Ipv4Addr::new(192, 0, 2, 77))],
+        "{a:?}"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        t.elapsed()
+    );
+    std::fs::write(&rc, "nameserver 198.51.100.9\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let a = dns_query(
+        &out_c.netns_path(),
+        RESOLVER,
+        "dead.example.test",
+        TYPE_A,
+        Duration::from_secs(5),
+    )
+    .expect("SERVFAIL, not silence");
+    assert_eq!(a.rcode, rcode::SERVFAIL, "{a:?}");
+
     for c in [&out_c, &in_c, &in2] {
         unwire(&host, c.id());
     }

@@ -36,7 +36,7 @@
 //! shows the host's, even while the loop is inside a container's, so `gc`
 //! never takes the daemon for a process of a container.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -62,6 +62,8 @@ use crate::log;
 
 /// How long an upstream gets before the next one is tried.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often in-flight queries are checked against their deadline.
+const SCAN: Duration = Duration::from_millis(100);
 /// Forwarded queries in flight, at most; more get SERVFAIL at once.
 const MAX_PENDING: usize = 4096;
 /// ... and from one container, so one cannot starve the others.
@@ -257,7 +259,8 @@ struct Pending {
     /// check that an answer is to this question.
     query: Vec<u8>,
     upstream: usize,
-    serial: u64,
+    /// When the current upstream has had its time.
+    deadline: Instant,
 }
 
 struct Daemon {
@@ -277,8 +280,8 @@ struct Daemon {
     resolv_loaded: bool,
     resolv_checked: Instant,
     pending: HashMap<u16, Pending>,
-    expiry: VecDeque<(Instant, u16, u64)>,
-    serial: u64,
+    /// When in-flight queries are next checked for their deadline.
+    next_scan: Instant,
     rng: u64,
     buf: Vec<u8>,
     ubuf: Vec<u8>,
@@ -316,8 +319,7 @@ impl Daemon {
             resolv_loaded: false,
             resolv_checked: Instant::now(),
             pending: HashMap::new(),
-            expiry: VecDeque::new(),
-            serial: 0,
+            next_scan: Instant::now(),
             rng: u64::from_ne_bytes(seed) | 1,
             buf: vec![0; 4096],
             ubuf: vec![0; 65535],
@@ -399,6 +401,11 @@ impl Daemon {
             if now.duration_since(self.resolv_checked) >= RESOLV_CHECK {
                 self.resolv_checked = now;
                 self.load_upstreams();
+                // A burst of forwarded queries leaves a big table behind.
+                if self.pending.is_empty() && self.pending.capacity() > 1024 {
+                    self.pending.shrink_to(1024);
+                    self.trim_due = true;
+                }
                 if std::mem::take(&mut self.trim_due) {
                     // Parsing records leaves freed memory between the
                     // table's long-lived allocations: give it back.
@@ -423,8 +430,8 @@ impl Daemon {
 
     fn next_timeout(&self) -> Duration {
         let mut t = RESOLV_CHECK;
-        if let Some((dl, ..)) = self.expiry.front() {
-            t = t.min(dl.saturating_duration_since(Instant::now()));
+        if !self.pending.is_empty() {
+            t = t.min(self.next_scan.saturating_duration_since(Instant::now()));
         }
         if let Some(since) = self.idle_since {
             t = t.min((since + LINGER).saturating_duration_since(Instant::now()));
@@ -752,14 +759,13 @@ impl Daemon {
         let id = self.fresh_id();
         let mut query = self.buf[..n].to_vec();
         wire::set_message_id(&mut query, id);
-        self.serial += 1;
         let p = Pending {
             ctr: key,
             client,
             orig_id,
             query,
             upstream: 0,
-            serial: self.serial,
+            deadline: Instant::now() + UPSTREAM_TIMEOUT,
         };
         self.pending.insert(id, p);
         if let Some(c) = self.ctrs.get_mut(&key) {
@@ -786,11 +792,8 @@ impl Daemon {
             };
             let u = &self.ups[idx];
             if u.sock.send_to(&p.query, u.addr).is_ok() {
-                self.serial += 1;
                 p.upstream = idx;
-                p.serial = self.serial;
-                self.expiry
-                    .push_back((Instant::now() + UPSTREAM_TIMEOUT, id, self.serial));
+                p.deadline = Instant::now() + UPSTREAM_TIMEOUT;
                 return;
             }
             idx += 1;
@@ -811,16 +814,21 @@ impl Daemon {
         }
     }
 
+    /// Move queries whose upstream did not answer in time to the next one
+    /// (or SERVFAIL). A scan of the in-flight table (at most
+    /// [`MAX_PENDING`]) every [`SCAN`]: nothing is kept per answered query.
     fn expire(&mut self, now: Instant) {
-        while let Some(&(dl, id, serial)) = self.expiry.front() {
-            if dl > now {
-                break;
-            }
-            self.expiry.pop_front();
-            let next = match self.pending.get(&id) {
-                Some(p) if p.serial == serial => p.upstream + 1,
-                _ => continue,
-            };
+        if self.pending.is_empty() || now < self.next_scan {
+            return;
+        }
+        self.next_scan = now + SCAN;
+        let late: Vec<(u16, usize)> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, p)| (*id, p.upstream + 1))
+            .collect();
+        for (id, next) in late {
             self.send_upstream(id, next);
         }
     }
