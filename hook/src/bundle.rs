@@ -7,7 +7,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde_json::{json, Value};
 use wirehook_shared::annotations::{self, NetworkRequest};
+use wirehook_shared::dns::resolvconf;
 use wirehook_shared::fsutil;
+use wirehook_shared::network::Networks;
 use wirehook_shared::paths::Paths;
 use wirehook_shared::store::Records;
 
@@ -140,6 +142,7 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
     let pos = arr
         .iter()
         .position(|n| n.get("type").and_then(Value::as_str) == Some("network"));
+    let mut names = false;
     let what = match &request.network {
         NetworkRequest::Host => {
             if let Some(i) = pos {
@@ -157,6 +160,8 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
                     owner.mode
                 )
             })?;
+            // A sharer uses its owner's resolver sockets.
+            names = owner.wants_dns();
             let entry = json!({ "type": "network", "path": path.to_string_lossy() });
             match pos {
                 Some(i) => arr[i] = entry,
@@ -169,6 +174,9 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
             )
         }
         NetworkRequest::None | NetworkRequest::Networks(_) => {
+            if let NetworkRequest::Networks(nets) = &request.network {
+                names = nets.iter().any(|n| network_has_names(paths, n));
+            }
             match pos {
                 Some(i) => {
                     if let Some(o) = arr[i].as_object_mut() {
@@ -180,14 +188,89 @@ pub fn prepare(paths: &Paths, bundle: &Path, exe: &Path, root: Option<&Path>) ->
             "fresh network namespace".to_string()
         }
     };
+    let resolv = resolv_mount(paths, bundle, &mut cfg, names)?;
     let mut out = serde_json::to_vec_pretty(&cfg)?;
     out.push(b'\n');
     if out != text {
         fsutil::write_durable(&file, &out)?;
     }
     Ok(format!(
-        "{}: hooks createRuntime + poststop -> {}; {what}",
+        "{}: hooks createRuntime + poststop -> {}; {what}{resolv}",
         file.display(),
         exe.display()
+    ))
+}
+
+/// The file `prepare` writes into the bundle and bind-mounts on the
+/// container's `/etc/resolv.conf`.
+pub const RESOLV_FILE: &str = "wirehook.resolv.conf";
+
+/// Does network `name` give names? Unknown here (the built-in network not
+/// made yet, an overlay network in the cluster store, an inline one):
+/// yes, the default.
+fn network_has_names(paths: &Paths, name: &str) -> bool {
+    match Networks::new(paths).get(name) {
+        Ok(Some(d)) => d.dns,
+        _ => true,
+    }
+}
+
+fn is_resolv_mount(m: &Value) -> bool {
+    m.get("destination")
+        .and_then(Value::as_str)
+        .is_some_and(|d| d.trim_end_matches('/') == "/etc/resolv.conf")
+}
+
+fn is_our_resolv_mount(m: &Value) -> bool {
+    is_resolv_mount(m)
+        && m.get("source")
+            .and_then(Value::as_str)
+            .is_some_and(|s| Path::new(s).file_name().is_some_and(|n| n == RESOLV_FILE))
+}
+
+/// Point the container's `/etc/resolv.conf` at the resolver: write
+/// `BUNDLE/wirehook.resolv.conf` (nameserver 127.0.0.11, the host's search
+/// list, `options ndots:0`) and add a bind mount of it to config.json.
+/// The runtime mounts it before any hook runs, so the file must exist
+/// now, and `prepare` does not know the container's id: hence one file
+/// per bundle, whose content does not depend on the container. A bundle
+/// that mounts its own `/etc/resolv.conf` keeps it (names still resolve
+/// for programs that ask 127.0.0.11). Without names (`host`, `none`,
+/// networks made with `--dns=false`) our mount is removed again.
+fn resolv_mount(paths: &Paths, bundle: &Path, cfg: &mut Value, names: bool) -> Result<String> {
+    let obj = cfg.as_object_mut().expect("checked object");
+    let mounts = obj.entry("mounts").or_insert_with(|| json!([]));
+    if !mounts.is_array() {
+        bail!("\"mounts\" in config.json is not a list");
+    }
+    let arr = mounts.as_array_mut().expect("checked array");
+    if !names {
+        arr.retain(|m| !is_our_resolv_mount(m));
+        return Ok(String::new());
+    }
+    if arr
+        .iter()
+        .any(|m| is_resolv_mount(m) && !is_our_resolv_mount(m))
+    {
+        return Ok("; keeps the bundle's own /etc/resolv.conf mount (container names answer at 127.0.0.11)".into());
+    }
+    let dir = std::fs::canonicalize(bundle)
+        .with_context(|| format!("resolve the bundle path {}", bundle.display()))?;
+    let file = dir.join(RESOLV_FILE);
+    let host = resolvconf::read(&resolvconf::host_path(paths));
+    fsutil::write_atomic(&file, resolvconf::container_file(&host).as_bytes())?;
+    let entry = json!({
+        "destination": "/etc/resolv.conf",
+        "type": "bind",
+        "source": file.to_string_lossy(),
+        "options": ["rbind", "rprivate"]
+    });
+    match arr.iter().position(is_our_resolv_mount) {
+        Some(i) => arr[i] = entry,
+        None => arr.push(entry),
+    }
+    Ok(format!(
+        "; /etc/resolv.conf -> {} (nameserver 127.0.0.11)",
+        file.display()
     ))
 }

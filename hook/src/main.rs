@@ -11,6 +11,8 @@
 //!   teardown, `agent` keeps overlay networks current across hosts.
 //! - `drivers/`: one module per network mode behind the `Driver` trait
 //!   (setup, teardown, check).
+//! - `dns` is the per-host resolver of container names (`wirehook dns`,
+//!   started on demand) and the hook's client of it.
 //! - `resolve` turns requested network names into definitions; `bundle`
 //!   reads and edits config.json (`prepare`); `state` reads the runtime's
 //!   state JSON; `undo` is the journal that rolls back a failed setup;
@@ -27,6 +29,7 @@ use wirehook_shared::paths::Paths;
 mod bundle;
 mod caller;
 mod commands;
+mod dns;
 mod drivers;
 mod finish;
 mod log;
@@ -99,6 +102,17 @@ Example by hand: echo '{\"id\":\"c1\",\"pid\":1234,\"bundle\":\"/b\",\"annotatio
         /// The OCI bundle directory
         bundle: PathBuf,
     },
+    /// The per-host resolver of container names (started by the hook on
+    /// demand; not for operators)
+    #[command(hide = true)]
+    Dns {
+        /// Run directory (default: from --root / WIREHOOK_ROOT)
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+        /// Configuration directory (default: from --root / WIREHOOK_ROOT)
+        #[arg(long, value_name = "DIR")]
+        config_dir: Option<PathBuf>,
+    },
 }
 
 /// The hook's own command lines (`wirehook hook [STAGE]`, what runtimes
@@ -143,6 +157,24 @@ fn main() -> ExitCode {
         Command::Gc { dry_run } => {
             log::init(&paths, "gc");
             commands::gc::run(&paths, dry_run)
+        }
+        Command::Dns {
+            run_dir,
+            config_dir,
+        } => {
+            let mut paths = paths;
+            if let Some(d) = run_dir {
+                paths.run_dir = d;
+            }
+            if let Some(d) = config_dir {
+                paths.config_dir = d;
+            }
+            log::init(&paths, "dns");
+            let res = dns::daemon::run(&paths);
+            if let Err(e) = &res {
+                log::error(format!("resolver: {e:#}"));
+            }
+            res
         }
         Command::Check { container } => commands::check::run(&paths, container.as_deref()),
         Command::Prepare { bundle } => {

@@ -31,6 +31,8 @@ pub enum Change {
     Name(String),
     /// A note that this container joined `owner`'s namespace.
     Sharer { owner: String, sharer: String },
+    /// The container's names in the resolver.
+    Dns(String),
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +67,7 @@ impl Undo {
                 Change::Sharer { owner, sharer } => {
                     store::Records::new(paths).remove_sharer(owner, sharer)
                 }
+                Change::Dns(id) => crate::dns::detach(paths, id),
             };
             match res {
                 Ok(()) => log::info(format!("rollback: undid {c:?}")),

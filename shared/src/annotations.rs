@@ -9,6 +9,7 @@
 //! | `io.wirehook.mtu` | MTU of the container interface, 68..=65535 |
 //! | `io.wirehook.ifname` | name of the (first) container interface |
 //! | `io.wirehook.name` | a name for `container:<name>` and the TUI |
+//! | `io.wirehook.aliases` | more DNS names of the container, comma list |
 //!
 //! Inline network definitions (`driver`, `subnet`, `gateway`, `ip-range`,
 //! `parent`, `mode`, `vni`, `internal`, `ipv6`) are only syntax-checked here
@@ -38,9 +39,12 @@ pub const PORTS_KEY: &str = crate::ports::PORTS_KEY;
 pub const MTU_KEY: &str = "io.wirehook.mtu";
 pub const IFNAME_KEY: &str = "io.wirehook.ifname";
 pub const NAME_KEY: &str = "io.wirehook.name";
+pub const ALIASES_KEY: &str = "io.wirehook.aliases";
 
 /// Short names (after [`PREFIX`]) of the per-container keys.
-pub const CONTAINER_KEYS: [&str; 7] = ["network", "ip", "mac", "ports", "mtu", "ifname", "name"];
+pub const CONTAINER_KEYS: [&str; 8] = [
+    "network", "ip", "mac", "ports", "mtu", "ifname", "name", "aliases",
+];
 
 /// Short names (after [`PREFIX`]) of the inline network-definition keys.
 pub const INLINE_KEYS: [&str; 9] = [
@@ -60,6 +64,11 @@ pub const MAX_NETWORK_NAME: usize = 64;
 pub const MAX_CONTAINER_NAME: usize = 128;
 /// Longest Linux interface name (IFNAMSIZ - 1).
 pub const MAX_IFNAME: usize = 15;
+/// Most aliases one container may carry.
+pub const MAX_ALIASES: usize = 32;
+/// Longest DNS name (alias), and longest label in it.
+pub const MAX_DNS_NAME: usize = 253;
+pub const MAX_DNS_LABEL: usize = 63;
 
 /// Annotations in which runtimes and orchestrators record a container's
 /// name, tried in this order after `io.wirehook.name`. CRI-O sets
@@ -116,6 +125,9 @@ pub struct Request {
     pub ifname: Option<String>,
     /// `io.wirehook.name`.
     pub name: Option<String>,
+    /// `io.wirehook.aliases`: valid DNS names, no repeats (compared
+    /// without case), in the given order.
+    pub aliases: Vec<String>,
     /// Inline-definition keys present: short key (no prefix) -> value,
     /// trimmed and normalized: `subnet`, `ip-range` (CIDRs without host
     /// bits) and `gateway` (addresses) are comma lists in canonical form
@@ -144,7 +156,7 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<Option<Request>> 
     let get = |short: &str| annotations.get(&format!("{PREFIX}{short}"));
 
     if !matches!(network, NetworkRequest::Networks(_)) {
-        for short in ["ip", "mac", "ports", "mtu", "ifname"]
+        for short in ["ip", "mac", "ports", "mtu", "ifname", "aliases"]
             .into_iter()
             .chain(INLINE_KEYS)
         {
@@ -186,6 +198,9 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<Option<Request>> 
         name_check(v, MAX_CONTAINER_NAME).map_err(|b| b.error(&key_subject(NAME_KEY, v)))?;
         request.name = Some(v.to_string());
     }
+    if let Some(v) = get("aliases") {
+        request.aliases = parse_aliases(non_empty("aliases", v)?)?;
+    }
     for short in INLINE_KEYS {
         if let Some(v) = get(short) {
             request
@@ -215,6 +230,54 @@ pub fn container_name(annotations: &BTreeMap<String, String>, id: &str) -> Strin
         }
     }
     id.to_string()
+}
+
+/// `io.wirehook.aliases=db,mysql`: each a DNS name (`[A-Za-z0-9]` first,
+/// then letters, digits, `_`, `-`, and `.` between labels of at most 63
+/// bytes), at most [`MAX_ALIASES`]; repeats are dropped.
+pub fn parse_aliases(value: &str) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for a in value.split(',').map(str::trim) {
+        let subject = key_subject(ALIASES_KEY, value);
+        if a.is_empty() {
+            return Err(Bad::new(
+                "has an empty alias",
+                "write a comma list of names such as db,mysql",
+            )
+            .error(&subject));
+        }
+        alias_check(a).map_err(|b| {
+            Error::Invalid(format!(
+                "{subject}: alias {} {} — {}",
+                quote(a),
+                b.problem,
+                b.fix
+            ))
+        })?;
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(a)) {
+            out.push(a.to_string());
+        }
+    }
+    if out.len() > MAX_ALIASES {
+        return Err(Bad::new(
+            format!("lists {} aliases", out.len()),
+            format!("give at most {MAX_ALIASES}"),
+        )
+        .error(&key_subject(ALIASES_KEY, value)));
+    }
+    Ok(out)
+}
+
+fn alias_check(a: &str) -> std::result::Result<(), Bad> {
+    name_check(a, MAX_DNS_NAME)?;
+    let fix = "use labels of 1 to 63 letters, digits, '_' or '-', separated by single dots";
+    if a.split('.').any(str::is_empty) {
+        return Err(Bad::new("has an empty label", fix));
+    }
+    if let Some(l) = a.split('.').find(|l| l.len() > MAX_DNS_LABEL) {
+        return Err(Bad::new(format!("has a {}-byte label", l.len()), fix));
+    }
+    Ok(())
 }
 
 /// A valid network name (also used as a file name):
@@ -282,6 +345,7 @@ fn example(short: &str) -> &'static str {
         "mtu" => "a number between 68 and 65535",
         "ifname" | "parent" => "an interface name such as eth0",
         "name" => "a name such as web-1",
+        "aliases" => "names such as db,mysql",
         "driver" => "bridge, macvlan, ipvlan or overlay",
         "subnet" => "a CIDR such as 10.89.0.0/24 (or one per family: 10.89.0.0/24,fd00:89::/64)",
         "ip-range" => "a CIDR such as 10.89.0.128/25",
@@ -1055,6 +1119,39 @@ mod tests {
                 .name
                 .as_deref(),
             Some("web")
+        );
+    }
+
+    #[test]
+    fn aliases() {
+        let r = ok(&[
+            (NETWORK_KEY, "b"),
+            (ALIASES_KEY, " db, mysql ,DB,db.local "),
+        ]);
+        assert_eq!(r.aliases, vec!["db", "mysql", "db.local"]);
+        for (bad, why) in [
+            ("db,,x", "empty alias"),
+            ("a b", "contains ' '"),
+            ("-db", "starts with '-'"),
+            ("a..b", "empty label"),
+        ] {
+            let e = err(&[(NETWORK_KEY, "b"), (ALIASES_KEY, bad)], ALIASES_KEY);
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains('\n'));
+        }
+        let long = format!("{}.x", "a".repeat(64));
+        let e = err(&[(NETWORK_KEY, "b"), (ALIASES_KEY, &long)], ALIASES_KEY);
+        assert!(e.contains("64-byte label"), "{e}");
+        let many = (0..33)
+            .map(|i| format!("a{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let e = err(&[(NETWORK_KEY, "b"), (ALIASES_KEY, &many)], ALIASES_KEY);
+        assert!(e.contains("33 aliases"), "{e}");
+        let e = err(&[(NETWORK_KEY, "host"), (ALIASES_KEY, "db")], ALIASES_KEY);
+        assert!(
+            e.contains("cannot be used with io.wirehook.network=host"),
+            "{e}"
         );
     }
 

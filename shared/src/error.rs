@@ -60,6 +60,11 @@ pub enum Error {
     #[error("cluster store: {0}")]
     Store(String),
 
+    /// The container resolver (`wirehook dns`) could not be started or
+    /// refused a request; the message says why.
+    #[error("container names: {0}")]
+    Dns(String),
+
     /// Failure injected by a test through `WIREHOOK_FAIL_AT`.
     #[error("injected failure at step {0} (WIREHOOK_FAIL_AT)")]
     Injected(String),

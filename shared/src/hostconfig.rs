@@ -49,6 +49,12 @@ pub struct HostConfig {
     /// Address on it that others send VXLAN to (default: its first IPv4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub underlay_address: Option<Ipv4Addr>,
+    /// The `resolv.conf` whose nameservers the container resolver forwards
+    /// to and whose search list containers get (default `/etc/resolv.conf`;
+    /// e.g. `/run/systemd/resolve/resolv.conf` to skip systemd-resolved's
+    /// stub, or a test's own file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 impl HostConfig {

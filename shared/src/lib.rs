@@ -20,11 +20,14 @@
 //! - [`cluster`] is the cluster store overlay networks agree through:
 //!   network definitions, subnet claims and host liveness, in etcd for a
 //!   cluster or in local files for one host.
+//! - [`dns`] is the per-host resolver's codec, name table and control
+//!   protocol (container names on every network).
 //! - [`error`] is the error type every module returns.
 
 pub mod annotations;
 pub mod announce;
 pub mod cluster;
+pub mod dns;
 pub mod error;
 pub mod firewall;
 pub mod fsutil;

@@ -244,6 +244,11 @@ pub struct NetworkDef {
     /// No route to the outside, no masquerade.
     #[serde(default)]
     pub internal: bool,
+    /// Containers on it resolve each other by name (`--dns=false` turns
+    /// that off; the resolver then neither answers their names nor gives
+    /// them the others').
+    #[serde(default = "dns_default", skip_serializing_if = "is_dns_default")]
+    pub dns: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     /// Addresses the allocator must never hand out (docker's --aux-address).
@@ -270,6 +275,14 @@ pub struct NetworkDef {
     /// Seconds since the epoch.
     #[serde(default)]
     pub created: u64,
+}
+
+fn dns_default() -> bool {
+    true
+}
+
+fn is_dns_default(b: &bool) -> bool {
+    *b
 }
 
 impl NetworkDef {
@@ -321,6 +334,8 @@ pub struct CreateOptions {
     pub ip_ranges: Vec<IpNetwork>,
     pub aux_addresses: Vec<IpAddr>,
     pub internal: bool,
+    /// Names on this network (`None`: the default, on).
+    pub dns: Option<bool>,
     pub mtu: Option<u32>,
     pub ipv6: bool,
     pub parent: Option<String>,
@@ -472,6 +487,7 @@ impl<'a> Networks<'a> {
             }],
             bridge: Some(DEFAULT_BRIDGE.into()),
             internal: false,
+            dns: true,
             mtu: host.bridge_mtu,
             reserved: Vec::new(),
             parent: None,
@@ -834,6 +850,7 @@ pub fn build_definition(
         subnets,
         bridge,
         internal: opts.internal,
+        dns: opts.dns.unwrap_or(true),
         mtu: opts.mtu,
         reserved: opts.aux_addresses.clone(),
         parent: opts.parent.clone(),

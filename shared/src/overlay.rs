@@ -735,6 +735,7 @@ mod tests {
             }],
             bridge: None,
             internal: false,
+            dns: true,
             mtu: None,
             reserved: vec![],
             parent: None,

@@ -71,6 +71,25 @@ pub struct InterfaceRecord {
     pub gateways: Vec<IpAddr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMapping>,
+    /// The network gives names (its `dns` flag at setup): the resolver
+    /// answers this container's names on it, and it sees the others'.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub dns: bool,
+    /// The network is `--internal`: no forwarding of outside names for it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub internal: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Everything wirehook made for one container.
@@ -79,6 +98,9 @@ pub struct ContainerRecord {
     pub version: u32,
     pub id: String,
     pub name: String,
+    /// `io.wirehook.aliases`: more names other containers resolve it by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     pub mode: Mode,
     /// Inode of the container's network namespace.
     pub netns_inode: u64,
@@ -117,6 +139,24 @@ impl ContainerRecord {
         self.interfaces
             .iter()
             .flat_map(|i| i.addresses.iter().map(|a| a.ip()))
+    }
+
+    /// Does the resolver serve this container: is it on a network with
+    /// names? (Host, none and container-shared modes have no interface.)
+    pub fn wants_dns(&self) -> bool {
+        self.interfaces.iter().any(|i| i.dns)
+    }
+
+    /// The names it resolves by, first the primary one: its name, its
+    /// aliases, and the first 12 characters of a hex id (docker's short
+    /// id). Not all need be valid DNS names (the table skips those).
+    pub fn dns_names(&self) -> Vec<String> {
+        let mut out = vec![self.name.clone()];
+        out.extend(self.aliases.iter().cloned());
+        if self.id.len() > 12 && self.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            out.push(self.id[..12].to_string());
+        }
+        out
     }
 }
 

@@ -90,6 +90,9 @@
 //! * [`Bundle`], [`Runtime`], [`RuntimeContainer`], [`write_hooks_d`]:
 //!   busybox bundles and real runtimes.
 //! * [`DummyHook`]: a recording hook script, to see what runtimes pass.
+//! * [`dns_query`], [`TestUpstream`]: DNS questions from inside any
+//!   namespace, and an upstream server of the test's own for the
+//!   container resolver to forward to.
 //! * [`EtcdServer`]: a real etcd inside a test's namespace (cluster store
 //!   and overlay tests), killed and restarted at will, gone on drop.
 //! * [`OutputExt`]: `expect_success`, `stdout_str`, ... on command output.
@@ -102,6 +105,7 @@ pub mod bundle;
 pub mod cluster;
 pub mod cmd;
 pub mod container;
+pub mod dns;
 pub mod dummy_hook;
 pub mod e2e;
 pub mod etcd;
@@ -114,6 +118,7 @@ pub mod vm;
 pub use bundle::{write_hooks_d, Bundle, NETWORK_ANNOTATION};
 pub use cmd::OutputExt;
 pub use container::{oci_state, write_minimal_bundle, Container, NetNsEntry};
+pub use dns::{dns_query, dns_query_tcp, Answer, TestUpstream};
 pub use dummy_hook::{DummyHook, HookCall};
 pub use etcd::{EtcdServer, EtcdTls};
 pub use host::{find_link, TestHost};

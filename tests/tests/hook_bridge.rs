@@ -152,7 +152,9 @@ fn published_port_answers_lan_host_and_other_containers() {
     );
     wire(&host, &other, &[("io.wirehook.network", "bridge")]);
     let _tcp = EchoServer::tcp(&web.netns_path(), "0.0.0.0:80".parse().unwrap());
-    let _udp = EchoServer::udp(&web.netns_path(), "0.0.0.0:53".parse().unwrap());
+    // The resolver holds 127.0.0.11:53 in every container with names, so a
+    // server on port 53 binds the container's own address, not 0.0.0.0.
+    let _udp = EchoServer::udp(&web.netns_path(), SocketAddr::new(ipv4_of(&web), 53));
 
     let host_addr: IpAddr = up.host_addr().into();
     // Another machine on the LAN.

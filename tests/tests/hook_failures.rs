@@ -21,6 +21,7 @@ const STEPS: &[&str] = &[
     "ports",
     "bindmount",
     "record",
+    "dns",
     "done",
 ];
 

@@ -184,17 +184,22 @@ fn prepare_edits_config_json_idempotently() {
         assert_eq!(hooks.len(), 1, "{stage}: {hooks:?}");
         assert_eq!(hooks[0]["path"], TestHost::wirehook_bin().to_str().unwrap());
     }
-    // Everything else as it was.
-    for key in ["process", "root", "mounts", "annotations", "ociVersion"] {
+    // Everything else as it was; the mounts gain /etc/resolv.conf (names).
+    for key in ["process", "root", "annotations", "ociVersion"] {
         assert_eq!(cfg[key], before[key], "{key} unchanged");
     }
+    let mut mounts = cfg["mounts"].as_array().unwrap().clone();
+    let resolv = mounts.pop().unwrap();
+    assert_eq!(resolv["destination"], "/etc/resolv.conf");
+    assert_eq!(serde_json::Value::Array(mounts), before["mounts"]);
     assert_eq!(bundle.netns_entry(), NetNsEntry::Fresh);
 
-    // host: the network namespace entry goes.
+    // host: the network namespace entry goes, and the resolv.conf mount.
     bundle.set_annotation("io.wirehook.network", "host");
     host.wirehook(&["prepare", dirs], None)
         .expect_success("prepare host");
     assert_eq!(bundle.netns_entry(), NetNsEntry::Absent);
+    assert_eq!(bundle.config()["mounts"], before["mounts"]);
 
     // container:X points at X's namespace bind mount.
     let owner = host.container("o");

@@ -5,7 +5,51 @@ use wirehook_shared::netlink::Netlink;
 use wirehook_shared::paths::Paths;
 use wirehook_shared::store::Records;
 
+use wirehook_shared::dns::control::Status;
+use wirehook_shared::dns::table::valid_name;
+use wirehook_shared::dns::wire::rcode;
+use wirehook_shared::store::ContainerRecord;
+
 use crate::drivers::{self, HostCx};
+
+/// Does the resolver answer for `rec`: attached (same namespace), and a
+/// query for its name from inside its namespace gets an answer?
+fn check_names(
+    rec: &ContainerRecord,
+    resolver: &wirehook_shared::Result<Option<Status>>,
+) -> Vec<String> {
+    let st = match resolver {
+        Err(e) => return vec![format!("names: {e}")],
+        Ok(None) => {
+            return vec![
+                "names: the resolver is not running (`wirehook gc` starts it again)".into(),
+            ]
+        }
+        Ok(Some(st)) => st,
+    };
+    match st.containers.iter().find(|c| c.id == rec.id) {
+        None => return vec!["names: not attached to the resolver (`wirehook gc` attaches it)".into()],
+        Some(c) if c.netns_inode != rec.netns_inode => {
+            return vec!["names: the resolver serves an older namespace of this container (`wirehook gc` fixes it)".into()]
+        }
+        Some(_) => {}
+    }
+    let (Some(path), Some(name)) = (
+        rec.netns_path.as_ref(),
+        rec.dns_names()
+            .into_iter()
+            .find(|n| valid_name(&n.to_ascii_lowercase())),
+    ) else {
+        return Vec::new();
+    };
+    match crate::dns::probe(path, &name) {
+        Ok(rcode::NOERROR) => Vec::new(),
+        Ok(rc) => vec![format!(
+            "names: 127.0.0.11 answers rcode {rc} for its own name {name}"
+        )],
+        Err(e) => vec![format!("names: {e}")],
+    }
+}
 
 pub fn run(paths: &Paths, which: Option<&str>) -> Result<()> {
     let records = Records::new(paths);
@@ -23,6 +67,11 @@ pub fn run(paths: &Paths, which: Option<&str>) -> Result<()> {
         problems: Vec::new(),
         deferred: Vec::new(),
     };
+    let resolver = if list.iter().any(|r| r.wants_dns()) {
+        crate::dns::status(paths, false)
+    } else {
+        Ok(None)
+    };
     let mut bad = 0;
     for rec in &list {
         let mut problems = drivers::for_mode(rec.mode).check(&cx, rec, None);
@@ -30,6 +79,9 @@ pub fn run(paths: &Paths, which: Option<&str>) -> Result<()> {
             if let Ok(d) = drivers::for_network(i.driver) {
                 problems.extend(d.check(&cx, rec, Some(i)));
             }
+        }
+        if rec.wants_dns() {
+            problems.extend(check_names(rec, &resolver));
         }
         if problems.is_empty() {
             println!("{} ({}): ok", rec.name, rec.mode);

@@ -3,7 +3,9 @@
 //! left in its namespace (wirehook's own bind mount may still hold the
 //! namespace) — or, for host and container modes, when its recorded
 //! process is gone. Also removes leftovers that no record owns: leases,
-//! names, bind mounts and host-side veths.
+//! names, bind mounts and host-side veths. Finally the resolver: started
+//! again if it is gone while containers with names run, and told about any
+//! it misses.
 
 use std::collections::HashSet;
 
@@ -202,6 +204,59 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
             }
         }
     }
+    names(paths, &live_ids, dry_run);
     log::info(format!("gc: {removed} container(s) {verb}"));
     Ok(())
+}
+
+/// Every live container with names is attached to a running resolver:
+/// start it if it is gone (it attaches them all from the records), attach
+/// those it misses.
+fn names(paths: &Paths, live: &HashSet<String>, dry_run: bool) {
+    let records = Records::new(paths);
+    let want: Vec<_> = records
+        .list()
+        .into_iter()
+        .filter(|r| live.contains(&r.id) && r.wants_dns())
+        .collect();
+    if want.is_empty() {
+        return;
+    }
+    let running = crate::dns::status(paths, false).ok().flatten();
+    if dry_run {
+        match running {
+            None => println!("would start the resolver for {} container(s)", want.len()),
+            Some(st) => {
+                for r in &want {
+                    if !st.containers.iter().any(|c| c.id == r.id) {
+                        println!("would attach {} ({}) to the resolver", r.id, r.name);
+                    }
+                }
+            }
+        }
+        return;
+    }
+    if running.is_none() {
+        match crate::dns::ensure_running(paths) {
+            Ok(()) => println!("started the resolver for {} container(s)", want.len()),
+            Err(e) => {
+                println!("  problem: {e}");
+                return;
+            }
+        }
+    }
+    let attached: HashSet<String> = match crate::dns::status(paths, true) {
+        Ok(Some(st)) => st.containers.into_iter().map(|c| c.id).collect(),
+        Ok(None) => HashSet::new(),
+        Err(e) => {
+            println!("  problem: {e}");
+            return;
+        }
+    };
+    for r in want.iter().filter(|r| !attached.contains(&r.id)) {
+        match crate::dns::attach(paths, &r.id) {
+            Ok(()) => println!("attached {} ({}) to the resolver", r.id, r.name),
+            Err(e) => println!("  problem: {} ({}): {e}", r.id, r.name),
+        }
+    }
 }

@@ -207,6 +207,7 @@ fn wire(
         version: RECORD_VERSION,
         id: state.id.clone(),
         name: name.to_string(),
+        aliases: req.aliases.clone(),
         mode: Mode::None,
         netns_inode: netns.inode(),
         netns_path: None,
@@ -308,8 +309,16 @@ fn wire(
     fail_point("record")?;
     records.put(&rec)?;
     undo.push(Change::Record(state.id.clone()));
-    fail_point("done")?;
     log::phase("record");
+    // Names: the resolver reads the record just written; once it answers,
+    // they resolve, before the container's process runs.
+    fail_point("dns")?;
+    if rec.wants_dns() {
+        undo.push(Change::Dns(state.id.clone()));
+        crate::dns::attach(paths, &state.id)?;
+    }
+    log::phase("dns");
+    fail_point("done")?;
     Ok(rec)
 }
 
@@ -377,6 +386,14 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord, finish: Finish) -> 
         deferred: Vec::new(),
     };
     log::phase("open");
+    // Names first: they stop resolving now, and the resolver lets go of
+    // its sockets in the namespace (which would keep it alive).
+    if rec.wants_dns() {
+        if let Err(e) = crate::dns::detach(paths, &rec.id) {
+            cx.problem(format!("cannot remove the names of {}: {e}", rec.id));
+        }
+        log::phase("dns");
+    }
     if rec.interfaces.is_empty() {
         drivers::for_mode(rec.mode).teardown(&mut cx, rec, None);
     }

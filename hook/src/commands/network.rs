@@ -73,6 +73,10 @@ pub struct CreateArgs {
     /// No outside access: no default route in containers (bridge: no masquerade; macvlan/ipvlan: the parent's segment only)
     #[arg(long)]
     internal: bool,
+    /// Names: containers on the network resolve each other by name through
+    /// the resolver at 127.0.0.11 (--dns=false turns it off)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    dns: bool,
     /// MTU of the bridge and the container interfaces (macvlan/ipvlan: at most the parent's; default the parent's)
     #[arg(long)]
     mtu: Option<u32>,
@@ -150,6 +154,7 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
         ip_ranges: a.ip_range,
         aux_addresses,
         internal: a.internal,
+        dns: Some(a.dns),
         mtu: a.mtu,
         ipv6: a.ipv6,
         parent: a.parent,

@@ -1,5 +1,6 @@
-//! `wirehook ps`: the containers wirehook wired, from their records, and
-//! the peers of the overlay networks this host has joined.
+//! `wirehook ps`: the containers wirehook wired, from their records (the
+//! name column shows aliases in parentheses), and the peers of the overlay
+//! networks this host has joined.
 
 use anyhow::Result;
 use wirehook_shared::overlay::LocalState;
@@ -73,7 +74,11 @@ pub fn run(paths: &Paths, json: bool) -> Result<()> {
             };
             [
                 short_id(&r.id).to_string(),
-                r.name.clone(),
+                if r.aliases.is_empty() {
+                    r.name.clone()
+                } else {
+                    format!("{} ({})", r.name, r.aliases.join(","))
+                },
                 r.mode.to_string(),
                 network,
                 join(&|i| i.ifname.clone()),

@@ -415,6 +415,8 @@ pub(super) fn attach(
         addresses,
         gateways: if want_routes { gateways } else { Vec::new() },
         ports,
+        dns: net.dns,
+        internal: net.internal,
     })
 }
 

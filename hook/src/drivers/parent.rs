@@ -695,6 +695,8 @@ pub fn attach(
         addresses,
         gateways: routed_gateways,
         ports: Vec::new(),
+        dns: net.dns,
+        internal: net.internal,
     }))
 }
 
