@@ -13,7 +13,7 @@ use support::*;
 use wirehook_tests::*;
 
 /// Setup's steps, in order (the fail points of the hook and the bridge driver).
-const SETUP_STEPS: [&str; 11] = [
+const SETUP_STEPS: [&str; 12] = [
     "name",
     "lock",
     "realize",
@@ -24,6 +24,7 @@ const SETUP_STEPS: [&str; 11] = [
     "ports",
     "bindmount",
     "record",
+    "dns",
     "done",
 ];
 
@@ -253,6 +254,7 @@ fn a_macvlan_container_killed_at_any_step_is_cleaned_by_poststop_and_gc() {
         "route",
         "bindmount",
         "record",
+        "dns",
         "done",
     ];
     kill_everywhere(
@@ -287,6 +289,7 @@ fn an_overlay_container_killed_at_any_step_is_cleaned_by_poststop_and_gc() {
         "route",
         "bindmount",
         "record",
+        "dns",
         "done",
     ];
     kill_everywhere(&host, &[("io.wirehook.network", "solo")], &steps, &peer_ip);

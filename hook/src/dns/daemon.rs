@@ -483,17 +483,7 @@ impl Daemon {
         if !rec.wants_dns() {
             return Ok(());
         }
-        let path = rec
-            .netns_path
-            .as_ref()
-            .ok_or_else(|| format!("container {id} has no namespace of its own"))?;
-        let ns = NetNs::open(path).map_err(|e| e.to_string())?;
-        if ns.inode() != rec.netns_inode {
-            return Err(format!(
-                "{} is no longer container {id}'s namespace",
-                path.display()
-            ));
-        }
+        let ns = open_namespace(&rec)?;
         let pidfd = pidfd_open(rec.pid)
             .map_err(|e| format!("cannot watch process {} of {id}: {e}", rec.pid))?;
         // The pid is the container's only if it started when the record says.
@@ -1044,4 +1034,33 @@ fn forward_tcp(msg: &[u8], ups: &[SocketAddr]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// A container's namespace: through its bind mount, or, where that mount
+/// is gone (a runtime that runs hooks in a private mount namespace takes
+/// it along when the hook exits), through its recorded process, if that is
+/// still the same process (start time) in the same namespace (inode).
+fn open_namespace(rec: &wirehook_shared::store::ContainerRecord) -> Result<NetNs, String> {
+    let id = &rec.id;
+    let path = rec
+        .netns_path
+        .as_ref()
+        .ok_or_else(|| format!("container {id} has no namespace of its own"))?;
+    if let Ok(ns) = NetNs::open(path) {
+        if ns.inode() == rec.netns_inode {
+            return Ok(ns);
+        }
+    }
+    if wirehook_shared::store::process_alive(rec.pid, rec.pid_start) {
+        if let Ok(ns) = NetNs::of_pid(rec.pid) {
+            if ns.inode() == rec.netns_inode {
+                return Ok(ns);
+            }
+        }
+    }
+    Err(format!(
+        "container {id}'s namespace is neither at {} nor held by its process {}",
+        path.display(),
+        rec.pid
+    ))
 }
