@@ -1,8 +1,7 @@
 //! Concurrency and soak: many starts at once on one small network, and
 //! hundreds of start/stop cycles of mixed modes, after which the host holds
 //! exactly what it held before (links, nft elements, files under the run
-//! directory). (The hook keeps no process between runs; the resolver's
-//! descriptors and memory are the names tests' to watch.)
+//! directory, and the resolver's open descriptors and memory).
 //!
 //! `WIREHOOK_SOAK_CYCLES=N` lengthens the soak (CI: 500; README's figure
 //! comes from 10,000); with it set, the per-cycle time of the last tenth
@@ -24,6 +23,33 @@ fn all_at_once<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
         let hs: Vec<_> = (0..n).map(|i| s.spawn(move || f(i))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     })
+}
+
+/// The resolver of `host`'s run directory (`wirehook dns --run-dir ...`):
+/// its pid, open descriptors and resident memory (KiB).
+fn resolver(host: &TestHost) -> Option<(i32, usize, u64)> {
+    let run = run_dir(host);
+    let run = run.to_str()?;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        if args.get(1) == Some(&&b"dns"[..]) && args.iter().any(|a| *a == run.as_bytes()) {
+            let fds = std::fs::read_dir(e.path().join("fd")).ok()?.count();
+            let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+            let rss = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .trim()
+                .trim_end_matches(" kB")
+                .parse()
+                .ok()?;
+            return Some((pid, fds, rss));
+        }
+    }
+    None
 }
 
 /// Wait until no teardown is finishing.
@@ -169,6 +195,8 @@ fn hundreds_of_mixed_cycles_leave_the_host_as_they_found_it() {
     let files = state_files(&run_dir(&host));
     let all_files = files_under(&run_dir(&host));
     let elements = nft_elements(&host, "pub4_any").len();
+    // The resolver serves the owner throughout: the one long-lived process.
+    let (dns_pid, dns_fds, dns_rss) = resolver(&host).expect("the resolver runs");
     let mut times = Vec::new();
     let mut n = 50;
     while n < 50 + cycles {
@@ -194,6 +222,14 @@ fn hundreds_of_mixed_cycles_leave_the_host_as_they_found_it() {
         nft_elements(&host, "pub4_any").len(),
         elements,
         "map elements"
+    );
+    let (pid_after, fds_after, rss_after) = resolver(&host).expect("the resolver runs");
+    assert_eq!(pid_after, dns_pid, "the same resolver throughout");
+    assert_eq!(fds_after, dns_fds, "the resolver's open descriptors");
+    eprintln!("soak: resolver RSS {dns_rss} KiB before, {rss_after} KiB after");
+    assert!(
+        rss_after <= dns_rss + 1024,
+        "the resolver's memory grew from {dns_rss} to {rss_after} KiB"
     );
     // Per-cycle time, first tenth against last tenth (reported; asserted
     // only on a long run, where a tenth is many batches).
