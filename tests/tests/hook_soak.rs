@@ -36,7 +36,7 @@ fn resolver(host: &TestHost) -> Option<(i32, usize, u64)> {
         };
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.get(1) == Some(&&b"dns"[..]) && args.iter().any(|a| *a == run.as_bytes()) {
+        if args.get(1) == Some(&&b"dns"[..]) && args.contains(&run.as_bytes()) {
             let fds = std::fs::read_dir(e.path().join("fd")).ok()?.count();
             let status = std::fs::read_to_string(e.path().join("status")).ok()?;
             let rss = status
