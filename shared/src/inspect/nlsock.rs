@@ -2,10 +2,10 @@
 //! network namespace ids.
 //!
 //! A socket belongs to the namespace it was opened in, whichever thread
-//! uses it later. Requests are answered in order; anything else that
-//! arrives while a reply is read (a change notification, a reply to an
-//! older request) is counted as a stray, which tells the reader that the
-//! namespace changed.
+//! uses it later. Requests are answered in order, each reply handed on as
+//! it is parsed; anything else that arrives while a reply is read (a
+//! change notification, a reply to an older request) is reported as a
+//! stray, which tells the reader that the namespace changed.
 //!
 //! An nsid is the number a namespace gives another one (IFLA_LINK_NETNSID
 //! names a veth peer's namespace by it). [`NlSock::nsid_for`] asks the
@@ -29,14 +29,6 @@ pub(super) struct NlSock {
     seq: u32,
     /// nsid requests sent, for [`super::ReadStats`].
     pub nsid_requests: usize,
-}
-
-/// The messages answering one request.
-pub(super) struct Reply {
-    pub msgs: Vec<RouteNetlinkMessage>,
-    /// Something else arrived in between: a notification, an overrun
-    /// (ENOBUFS), or a message that could not be parsed.
-    pub stray: bool,
 }
 
 impl NlSock {
@@ -87,13 +79,19 @@ impl NlSock {
         Ok(self.seq)
     }
 
-    /// Read replies to request `seq` until its Done (dump) or its first
-    /// answer (`single`).
-    fn collect(&mut self, buf: &mut [u8], seq: u32, single: bool) -> io::Result<Reply> {
-        let mut reply = Reply {
-            msgs: Vec::new(),
-            stray: false,
-        };
+    /// Read the replies to request `seq`, handing each to `each` as it
+    /// is parsed (a dump of a namespace with thousands of links is never
+    /// held whole), until its Done (dump) or its first answer (`single`).
+    /// True if something else arrived in between: a notification, an
+    /// overrun (ENOBUFS), or a message that could not be parsed.
+    fn collect(
+        &mut self,
+        buf: &mut [u8],
+        seq: u32,
+        single: bool,
+        each: &mut dyn FnMut(RouteNetlinkMessage),
+    ) -> io::Result<bool> {
+        let mut stray = false;
         loop {
             // SAFETY: buf is a valid writable buffer of buf.len() bytes.
             let n = unsafe {
@@ -107,7 +105,7 @@ impl NlSock {
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.raw_os_error() == Some(libc::ENOBUFS) {
-                    reply.stray = true;
+                    stray = true;
                     continue;
                 }
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -130,25 +128,25 @@ impl NlSock {
                 let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) else {
                     // Something we cannot parse: if it was a notification,
                     // re-reading the topology is the safe answer.
-                    reply.stray = true;
+                    stray = true;
                     continue;
                 };
                 if msg.header.sequence_number != seq {
-                    reply.stray = true;
+                    stray = true;
                     continue;
                 }
                 match msg.payload {
-                    NetlinkPayload::Done(_) => return Ok(reply),
+                    NetlinkPayload::Done(_) => return Ok(stray),
                     NetlinkPayload::Error(e) => {
                         if e.code.is_none() {
-                            return Ok(reply);
+                            return Ok(stray);
                         }
                         return Err(e.to_io());
                     }
                     NetlinkPayload::InnerMessage(m) => {
-                        reply.msgs.push(m);
+                        each(m);
                         if single {
-                            return Ok(reply);
+                            return Ok(stray);
                         }
                     }
                     _ => {}
@@ -157,10 +155,16 @@ impl NlSock {
         }
     }
 
-    /// A dump request and all its replies.
-    pub fn dump(&mut self, buf: &mut [u8], msg: RouteNetlinkMessage) -> io::Result<Reply> {
+    /// A dump request; `each` gets every reply. True if something else
+    /// arrived meanwhile (see [`NlSock::collect`]).
+    pub fn dump(
+        &mut self,
+        buf: &mut [u8],
+        msg: RouteNetlinkMessage,
+        mut each: impl FnMut(RouteNetlinkMessage),
+    ) -> io::Result<bool> {
         let seq = self.send(msg, NLM_F_REQUEST | NLM_F_DUMP)?;
-        self.collect(buf, seq, false)
+        self.collect(buf, seq, false, &mut each)
     }
 
     /// Drain pending notifications without blocking; true if any came.
@@ -211,14 +215,16 @@ impl NlSock {
         } else {
             self.send(RouteNetlinkMessage::GetNsId(req), NLM_F_REQUEST)?
         };
-        let reply = self.collect(buf, seq, true)?;
-        Ok(reply.msgs.into_iter().find_map(|m| match m {
-            RouteNetlinkMessage::NewNsId(n) => n.attributes.iter().find_map(|a| match a {
-                NsidAttribute::Id(i) if *i >= 0 => Some(*i),
-                _ => None,
-            }),
-            _ => None,
-        }))
+        let mut id = None;
+        self.collect(buf, seq, true, &mut |m| {
+            if let RouteNetlinkMessage::NewNsId(n) = m {
+                id = n.attributes.iter().find_map(|a| match a {
+                    NsidAttribute::Id(i) if *i >= 0 => Some(*i),
+                    _ => None,
+                });
+            }
+        })?;
+        Ok(id)
     }
 
     /// The nsid this socket's namespace gives the namespace `ns`; one is

@@ -407,30 +407,34 @@ fn route_addr(a: &RouteAddress) -> Option<String> {
 type Via<'a> = Option<(&'a mut NlSock, i32)>;
 
 impl Conn {
-    /// The links, dumped through the home socket when `via` is given (and
+    /// Dump the links, through the home socket when `via` is given (and
     /// it may: IFLA_TARGET_NETNSID needs CAP_NET_ADMIN over the
-    /// namespace), else through the namespace's own socket.
+    /// namespace), else through the namespace's own socket; `each` gets
+    /// every reply. True if their `link_netnsid`s are framed.
     fn dump_links(
         &mut self,
         buf: &mut [u8],
         via: Via,
-    ) -> io::Result<(Vec<RouteNetlinkMessage>, bool)> {
+        mut each: impl FnMut(RouteNetlinkMessage),
+    ) -> io::Result<bool> {
         if let (Some((home, nsid)), false) = (via, self.in_home) {
             let mut req = LinkMessage::default();
             req.attributes.push(LinkAttribute::IfNetnsId(nsid));
             // Replies only: the home socket has no subscriptions, the
-            // namespace's changes still come to its own socket.
-            match home.dump(buf, RouteNetlinkMessage::GetLink(req)) {
-                Ok(r) => return Ok((r.msgs, true)),
+            // namespace's changes still come to its own socket. A refusal
+            // comes before any link.
+            match home.dump(buf, RouteNetlinkMessage::GetLink(req), &mut each) {
+                Ok(_) => return Ok(true),
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {}
                 Err(e) => return Err(e),
             }
         }
-        let r = self
-            .nl
-            .dump(buf, RouteNetlinkMessage::GetLink(LinkMessage::default()))?;
-        self.dirty |= r.stray;
-        Ok((r.msgs, self.in_home))
+        self.dump(
+            buf,
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            each,
+        )?;
+        Ok(self.in_home)
     }
 
     /// A dump through the namespace's own socket; notifications that
@@ -439,25 +443,23 @@ impl Conn {
         &mut self,
         buf: &mut [u8],
         msg: RouteNetlinkMessage,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
-        let r = self.nl.dump(buf, msg)?;
-        self.dirty |= r.stray;
-        Ok(r.msgs)
+        each: impl FnMut(RouteNetlinkMessage),
+    ) -> io::Result<()> {
+        self.dirty |= self.nl.dump(buf, msg, each)?;
+        Ok(())
     }
 
     fn read_topology(&mut self, buf: &mut [u8], via: Via) -> io::Result<Topology> {
         self.dirty = false;
         let mut topo = Topology::default();
         let mut masters = Vec::new();
-        let (links, framed) = self.dump_links(buf, via)?;
-        topo.framed = framed;
-        for m in links {
+        topo.framed = self.dump_links(buf, via, |m| {
             if let RouteNetlinkMessage::NewLink(lm) = m {
                 let (l, master) = link_from(&lm);
                 masters.push(master);
                 topo.links.push(l);
             }
-        }
+        })?;
         let names: HashMap<u32, String> = topo
             .links
             .iter()
@@ -474,11 +476,14 @@ impl Conn {
             }
         }
         topo.links.sort_by_key(|l| l.index);
-        for m in self.dump(
+        let addresses = &mut topo.addresses;
+        self.dump(
             buf,
             RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-        )? {
-            if let RouteNetlinkMessage::NewAddress(am) = m {
+            |m| {
+                let RouteNetlinkMessage::NewAddress(am) = m else {
+                    return;
+                };
                 let mut addr = None;
                 let mut local = None;
                 for a in &am.attributes {
@@ -489,16 +494,22 @@ impl Conn {
                     }
                 }
                 if let Some(ip) = local.or(addr) {
-                    topo.addresses.push(Address {
+                    addresses.push(Address {
                         ifindex: am.header.index,
                         ifname: names.get(&am.header.index).cloned().unwrap_or_default(),
                         address: format!("{ip}/{}", am.header.prefix_len),
                     });
                 }
-            }
-        }
-        for m in self.dump(buf, RouteNetlinkMessage::GetRoute(RouteMessage::default()))? {
-            if let RouteNetlinkMessage::NewRoute(rm) = m {
+            },
+        )?;
+        let routes = &mut topo.routes;
+        self.dump(
+            buf,
+            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+            |m| {
+                let RouteNetlinkMessage::NewRoute(rm) = m else {
+                    return;
+                };
                 let mut table = rm.header.table as u32;
                 let mut dst = None;
                 let mut gw = None;
@@ -513,46 +524,52 @@ impl Conn {
                     }
                 }
                 if table != RT_TABLE_MAIN || rm.header.kind != RouteType::Unicast {
-                    continue;
+                    return;
                 }
                 let destination = match dst {
                     Some(d) => format!("{d}/{}", rm.header.destination_prefix_length),
                     None => "default".into(),
                 };
-                topo.routes.push(Route {
+                routes.push(Route {
                     destination,
                     gateway: gw,
                     dev: oif.and_then(|i| names.get(&i).cloned()),
                 });
-            }
-        }
+            },
+        )?;
         Ok(topo)
     }
 
     /// Counters of every link; false if a link appeared that the topology
     /// does not know (then the topology is re-read).
     fn read_counters(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        let mut req = StatsMessage::default();
-        req.header.filter_mask = StatsFilterMask::Link64;
-        let msgs = self.dump(buf, RouteNetlinkMessage::GetStats(req))?;
         let Some(topo) = self.topo.as_mut() else {
             return Ok(false);
         };
+        let mut req = StatsMessage::default();
+        req.header.filter_mask = StatsFilterMask::Link64;
         let mut seen = 0;
-        for m in msgs {
-            if let RouteNetlinkMessage::NewStats(sm) = m {
-                let Some(l) = topo.links.iter_mut().find(|l| l.index == sm.header.ifindex) else {
-                    return Ok(false);
-                };
-                seen += 1;
-                for a in &sm.attributes {
-                    if let StatsAttribute::Link64(s) = a {
-                        l.stats = counters_from(s);
-                    }
+        let mut unknown = false;
+        self.dirty |= self.nl.dump(buf, RouteNetlinkMessage::GetStats(req), |m| {
+            let RouteNetlinkMessage::NewStats(sm) = m else {
+                return;
+            };
+            // Links are sorted by index.
+            let Ok(i) = topo
+                .links
+                .binary_search_by_key(&sm.header.ifindex, |l| l.index)
+            else {
+                unknown = true;
+                return;
+            };
+            seen += 1;
+            for a in &sm.attributes {
+                if let StatsAttribute::Link64(s) = a {
+                    topo.links[i].stats = counters_from(s);
                 }
             }
-        }
-        Ok(seen == topo.links.len())
+        })?;
+        Ok(!unknown && seen == topo.links.len())
     }
 
     /// Bring the namespace up to date: counters, or the topology after a
