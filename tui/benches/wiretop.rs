@@ -364,6 +364,10 @@ fn main() {
         let n = lab.n;
         details.push(format!("### {} at {n} namespaces", shape.name()));
         details.extend(detail(n, secs, bin));
+        drop(lab);
+        // The kernel frees deleted namespaces in the background, holding
+        // the locks netlink requests need: let it finish first.
+        std::thread::sleep(Duration::from_secs(15));
     }
     println!();
     for l in &table {
