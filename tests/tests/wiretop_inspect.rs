@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use support::wire;
-use wirehook_shared::inspect::{Discovery, Reader};
+use wirehook_shared::inspect::{Discovery, Namespace, Reader};
 use wirehook_shared::paths::Paths;
 use wirehook_tests::*;
 
@@ -413,6 +413,10 @@ fn namespace_it_may_not_enter_is_listed_with_the_reason() {
     assert_eq!(link(ns, "eth0")["peer"]["ifname"], "dv0");
 }
 
+fn by_inode_ref(snap: &wirehook_shared::inspect::Snapshot, inode: u64) -> &Namespace {
+    snap.namespace(inode).expect("namespace by inode")
+}
+
 /// The inode of a namespace file, or of the test process's own namespace.
 fn inode_of(path: &str) -> u64 {
     sys::ns_inode(Path::new(path)).unwrap_or_else(|| panic!("inode of {path}"))
@@ -592,6 +596,10 @@ fn veth_peers_between_namespaces_and_containers() {
         "{st:?} for {} namespaces",
         found.len()
     );
+    // A change shows in the next read: the reader hears every
+    // namespace's notifications.
+    let a0 = format!("{h}-a0");
+    sh(&format!("ip -n {a0} addr add 10.99.0.1/24 dev to-b0"));
     // Other tests make namespaces meanwhile: only those are new.
     let found_again = d.discover();
     let new = found_again
@@ -604,6 +612,14 @@ fn veth_peers_between_namespaces_and_containers() {
         &want,
         machine,
         "second read",
+    );
+    let ns = by_inode_ref(&again, inode_of(&format!("/run/netns/{a0}")));
+    assert!(
+        ns.addresses
+            .iter()
+            .any(|a| a.address == "10.99.0.1/24" && a.ifname == "to-b0"),
+        "the new address in {a0}: {:?}",
+        ns.addresses
     );
     assert!(
         r.stats.nsid_requests - st.nsid_requests <= 3 * new,

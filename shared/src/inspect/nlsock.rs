@@ -12,6 +12,7 @@
 //! socket's namespace for the nsid of the namespace behind a file, and
 //! has one assigned when there is none.
 
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
@@ -189,6 +190,83 @@ impl NlSock {
                 continue;
             }
             return any;
+        }
+    }
+
+    /// Make this a listener for every namespace the socket's namespace
+    /// has an nsid for (NETLINK_LISTEN_ALL_NSID; needs CAP_NET_BROADCAST),
+    /// with a receive buffer for a burst of their notifications.
+    pub fn listen_all(&mut self) -> io::Result<()> {
+        self.sock.set_listen_all_namespaces(true)?;
+        let size: libc::c_int = 4 << 20;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            // SAFETY: valid fd and a properly sized int.
+            let r = unsafe {
+                libc::setsockopt(
+                    self.raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    &size as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the notifications waiting on a listener came from, without
+    /// blocking: the nsid of each one's namespace, `None` for the
+    /// socket's own. `Err` when some were lost (the buffer overran).
+    pub fn sources(&mut self, buf: &mut [u8]) -> Result<HashSet<Option<i32>>, ()> {
+        let mut out = HashSet::new();
+        let mut lost = false;
+        loop {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
+            // Room for one int's control message, aligned.
+            let mut control = [0u64; 8];
+            // SAFETY: an all-zero msghdr is valid; its pointers are set below.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            // SAFETY: msg points at live buffers of the sizes it gives.
+            let n = unsafe { libc::recvmsg(self.raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+            if n < 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::ENOBUFS) => lost = true,
+                    Some(libc::EINTR) => {}
+                    _ => break, // EAGAIN: nothing more
+                }
+                continue;
+            }
+            let mut nsid = None;
+            // SAFETY: walking the control messages recvmsg filled in.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&msg);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_NETLINK
+                        && (*c).cmsg_type == libc::NETLINK_LISTEN_ALL_NSID
+                    {
+                        nsid = Some(std::ptr::read_unaligned(
+                            libc::CMSG_DATA(c) as *const libc::c_int
+                        ));
+                    }
+                    c = libc::CMSG_NXTHDR(&msg, c);
+                }
+            }
+            out.insert(nsid);
+        }
+        if lost {
+            Err(())
+        } else {
+            Ok(out)
         }
     }
 

@@ -3,8 +3,11 @@
 //! A socket is opened on a short-lived thread of its own that enters the
 //! namespace (setns), opens the socket and returns: the socket stays bound
 //! to that namespace for its life, so the reading thread never leaves its
-//! own. Each socket is subscribed to link, address and route changes
-//! (RTNLGRP_LINK, IPV4/IPV6_IFADDR, IPV4/IPV6_ROUTE). Every tick the reader
+//! own. Link, address and route changes (RTNLGRP_LINK, IPV4/IPV6_IFADDR,
+//! IPV4/IPV6_ROUTE) of every namespace are heard by one listener socket in
+//! the reader's namespace (NETLINK_LISTEN_ALL_NSID, which tells each
+//! notification's namespace by its nsid); without the privilege for it,
+//! each namespace's socket subscribes itself. Every tick the reader
 //! drains those notifications; a namespace that saw one (or was never read)
 //! gets its topology re-dumped (links with IFLA_STATS64, addresses, main
 //! table routes), every other one only its counters (one RTM_GETSTATS dump
@@ -81,6 +84,9 @@ struct Conn {
     /// The socket was opened in the reader's own namespace (without
     /// entering it): its dumps are framed as they are.
     in_home: bool,
+    /// The socket is subscribed to the namespace's change notifications
+    /// (else the reader's listener hears them).
+    subscribed: bool,
     /// The topology was read when the socket was opened, this tick.
     fresh: bool,
 }
@@ -148,7 +154,19 @@ pub struct Reader {
     /// The socket in the reader's own namespace every namespace's links
     /// are dumped through; opened at the first read, on the reading thread.
     home: Option<NlSock>,
+    /// The inode of the reader's namespace.
+    home_inode: Option<u64>,
     frame: Frame,
+    /// One socket in the reader's namespace that hears the change
+    /// notifications of every namespace it has an nsid for
+    /// (NETLINK_LISTEN_ALL_NSID), instead of a subscription per
+    /// namespace: subscribing a socket (and closing it) makes the kernel
+    /// walk every subscribed socket of the machine, so a thousand
+    /// subscriptions cost quadratic time, and so does every notification
+    /// anywhere. `None` without the privilege (CAP_NET_BROADCAST), or
+    /// before the first read.
+    listener: Option<NlSock>,
+    listener_tried: bool,
     /// Every open socket, keyed by its namespace's inode: one epoll_wait
     /// tells which sockets hold change notifications, instead of a recv
     /// on each of a thousand sockets per tick.
@@ -189,15 +207,14 @@ fn open_ns(path: &Path, inode: u64) -> Result<File, String> {
     Ok(ns)
 }
 
-/// Open a namespace's socket inside the namespace `ns` (inode `inode`):
-/// (the socket, whether it is the calling thread's own namespace `back`,
-/// of inode `back_ino`). Runs on the calling thread, which must be a
-/// dedicated one: it is moved into the namespace and back.
-fn socket_in(ns: &File, inode: u64, back: &File, back_ino: u64) -> Result<(NlSock, bool), String> {
-    let in_home = back_ino == inode;
+/// Open a socket inside the namespace `ns`, subscribed to `groups`;
+/// `back` is the calling thread's own namespace, `in_home` whether `ns` is
+/// it. Runs on the calling thread, which must be a dedicated one: it is
+/// moved into the namespace and back.
+fn socket_in(ns: &File, in_home: bool, back: &File, groups: u32) -> Result<NlSock, String> {
     let sock = if in_home {
         // Our own namespace: no need to enter it (nor the privilege to).
-        NlSock::open(GROUPS)
+        NlSock::open(groups)
     } else {
         nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
             if e == nix::errno::Errno::EPERM {
@@ -206,12 +223,12 @@ fn socket_in(ns: &File, inode: u64, back: &File, back_ino: u64) -> Result<(NlSoc
                 format!("cannot enter namespace: {e}")
             }
         })?;
-        let sock = NlSock::open(GROUPS);
+        let sock = NlSock::open(groups);
         nix::sched::setns(back.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("cannot return from namespace: {e}"))?;
         sock
     };
-    Ok((sock.map_err(|e| format!("netlink socket: {e}"))?, in_home))
+    sock.map_err(|e| format!("netlink socket: {e}"))
 }
 
 /// What opening one namespace gave.
@@ -226,8 +243,10 @@ struct Opened {
 /// started in the reader's namespace. Per namespace: its file, its nsid
 /// (through a home socket of this thread's), its socket (entering it),
 /// and its first topology read, so that a cold start reads on every
-/// opening thread at once.
-fn open_all(todo: &[(u64, PathBuf)]) -> (Vec<Opened>, ReadStats) {
+/// opening thread at once. With `listened` (the reader's listener hears
+/// every namespace it has an nsid for), a socket subscribes to change
+/// notifications only when its namespace has none.
+fn open_all(todo: &[(u64, PathBuf)], listened: bool) -> (Vec<Opened>, ReadStats) {
     let mut stats = ReadStats::default();
     let back = match File::open("/proc/thread-self/ns/net") {
         Ok(f) => f,
@@ -262,18 +281,22 @@ fn open_all(todo: &[(u64, PathBuf)]) -> (Vec<Opened>, ReadStats) {
             let nsid = home
                 .as_mut()
                 .and_then(|h| h.nsid_for(&mut buf, ns.as_fd()).ok().flatten());
-            let conn = socket_in(&ns, *inode, &back, back_ino).map(|(nl, in_home)| {
+            let in_home = back_ino == *inode;
+            let heard = listened && (in_home || nsid.is_some());
+            let groups = if heard { 0 } else { GROUPS };
+            let conn = socket_in(&ns, in_home, &back, groups).map(|nl| {
                 stats.sockets_opened += 1;
                 let mut c = Conn {
                     nl,
                     topo: None,
                     dirty: true,
                     in_home,
+                    subscribed: !heard,
                     fresh: false,
                 };
                 // A failure here is met again, and reported, at the
                 // reader's next update.
-                let _ = c.update(&mut buf, &mut stats, false, home.as_mut().zip(nsid));
+                let _ = c.update(&mut buf, &mut stats, false, false, home.as_mut().zip(nsid));
                 c.fresh = c.topo.is_some();
                 c
             });
@@ -580,9 +603,10 @@ impl Conn {
         buf: &mut [u8],
         stats: &mut ReadStats,
         pending: bool,
+        changed: bool,
         via: Via,
     ) -> io::Result<()> {
-        if pending && self.nl.drain(buf) {
+        if (pending && self.nl.drain(buf)) || changed {
             self.dirty = true;
         }
         if std::mem::take(&mut self.fresh) && self.topo.is_some() && !self.dirty {
@@ -657,12 +681,34 @@ impl Reader {
         }
     }
 
+    /// Inodes of the namespaces the listener heard a change notification
+    /// from since the last call; `None` when some were lost (all may
+    /// have changed).
+    fn heard(&mut self) -> Option<HashSet<u64>> {
+        let Some(l) = self.listener.as_mut() else {
+            return Some(HashSet::new());
+        };
+        let sources = l.sources(&mut self.buf).ok()?;
+        Some(
+            sources
+                .into_iter()
+                .filter_map(|nsid| match nsid {
+                    Some(id) => self.frame.inode.get(&id).copied(),
+                    None => self.home_inode,
+                })
+                .collect(),
+        )
+    }
+
     pub fn new() -> Reader {
         raise_nofile();
         Reader {
             slots: HashMap::new(),
             home: None,
+            home_inode: None,
             frame: Frame::default(),
+            listener: None,
+            listener_tried: false,
             epoll: new_epoll(),
             buf: vec![0u8; 256 * 1024],
             stats: ReadStats::default(),
@@ -690,7 +736,17 @@ impl Reader {
         }
         if self.home.is_none() {
             self.home = NlSock::open(0).ok();
+            self.home_inode = std::fs::metadata("/proc/thread-self/ns/net")
+                .ok()
+                .map(|m| m.ino());
         }
+        if !self.listener_tried {
+            self.listener_tried = true;
+            self.listener = NlSock::open(GROUPS)
+                .and_then(|mut l| l.listen_all().map(|()| l))
+                .ok();
+        }
+        let listened = self.listener.is_some() && self.home_inode.is_some();
         // Entering a namespace costs the kernel an RCU grace period or so:
         // spread many over a few dedicated threads.
         let threads = todo.len().div_ceil(64).clamp(1, 16);
@@ -698,7 +754,7 @@ impl Reader {
         let opened: Vec<(Vec<Opened>, ReadStats)> = std::thread::scope(|s| {
             let handles: Vec<_> = todo
                 .chunks(chunk)
-                .map(|part| s.spawn(move || open_all(part)))
+                .map(|part| s.spawn(move || open_all(part, listened)))
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
@@ -710,7 +766,9 @@ impl Reader {
                 }
                 let slot = match o.conn {
                     Ok(conn) => {
-                        self.watch(&conn.nl, o.inode);
+                        if conn.subscribed {
+                            self.watch(&conn.nl, o.inode);
+                        }
                         Slot::Open(Box::new(conn))
                     }
                     Err(error) => Slot::Failed {
@@ -738,6 +796,7 @@ impl Reader {
     pub fn read_owned(&mut self, found: Vec<Found>) -> Snapshot {
         self.open_new(&found);
         let ready = self.ready();
+        let heard = self.heard();
         let mut namespaces = Vec::with_capacity(found.len());
         let mut framed = Vec::with_capacity(found.len());
         for f in found {
@@ -762,7 +821,8 @@ impl Reader {
                         _ => None,
                     };
                     let pending = ready.as_ref().is_none_or(|r| r.contains(&f.inode));
-                    match c.update(&mut self.buf, &mut self.stats, pending, via) {
+                    let changed = heard.as_ref().is_none_or(|h| h.contains(&f.inode));
+                    match c.update(&mut self.buf, &mut self.stats, pending, changed, via) {
                         Ok(()) => {
                             let t = c.topo.as_ref().expect("read");
                             ns.links = t.links.clone();
