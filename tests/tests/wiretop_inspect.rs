@@ -1,13 +1,19 @@
 //! wiretop against real namespaces: dozens of namespaces with veths on a
 //! bridge, checked against what the kernel reports (`ip -j -s link`), and
-//! rates against a known amount of traffic. Runs the real `wiretop`
-//! binary (`--once --json`, `--json --interval`).
+//! rates against a known amount of traffic; veth pairs between namespaces
+//! (every end ifindex 2) and containers on a bridge, every peer checked.
+//! Runs the real `wiretop` binary (`--once --json`, `--json --interval`).
+
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+use support::wire;
+use wirehook_shared::inspect::{Discovery, Namespace, Reader};
+use wirehook_shared::paths::Paths;
 use wirehook_tests::*;
 
 const N: usize = 30;
@@ -405,4 +411,220 @@ fn namespace_it_may_not_enter_is_listed_with_the_reason() {
     let ns = namespace(&snap, &locked).expect("listed");
     assert!(ns["error"].is_null(), "{}", ns["error"]);
     assert_eq!(link(ns, "eth0")["peer"]["ifname"], "dv0");
+}
+
+fn by_inode_ref(snap: &wirehook_shared::inspect::Snapshot, inode: u64) -> &Namespace {
+    snap.namespace(inode).expect("namespace by inode")
+}
+
+/// The inode of a namespace file, or of the test process's own namespace.
+fn inode_of(path: &str) -> u64 {
+    sys::ns_inode(Path::new(path)).unwrap_or_else(|| panic!("inode of {path}"))
+}
+
+/// `ip -j link show dev` inside namespace file `ns`.
+fn ip_link(ns: &str, dev: &str) -> Value {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={ns}"))
+        .args(["ip", "-j", "link", "show", "dev", dev])
+        .output()
+        .expect("ip");
+    serde_json::from_slice::<Value>(&out.expect_success("ip -j link").stdout).expect("ip json")[0]
+        .clone()
+}
+
+/// Every veth end the test made: (namespace inode, name) -> the peer's
+/// (namespace inode, name).
+type Peers = Vec<((u64, String), (u64, String))>;
+
+/// Assert that `snap` shows every peer in `want`, and exactly one host
+/// namespace, `host`.
+fn check_peers(snap: &Value, want: &Peers, host: u64, how: &str) {
+    for ((ns, name), (pns, pname)) in want {
+        let l = link(by_inode(snap, *ns), name);
+        assert_eq!(l["kind"], "veth", "{how}: {name} in {ns}");
+        assert_eq!(
+            (&l["peer"]["netns_inode"], &l["peer"]["ifname"]),
+            (&Value::from(*pns), &Value::from(pname.as_str())),
+            "{how}: the peer of {name} in {ns} is {pname} in {pns}: {l}"
+        );
+    }
+    let hosts: Vec<u64> = snap["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["host"] == true)
+        .map(|n| n["inode"].as_u64().unwrap())
+        .collect();
+    assert_eq!(hosts, [host], "{how}: exactly one host namespace");
+    assert_eq!(
+        by_inode(snap, host)["names"][0],
+        serde_json::json!({"source": "host", "name": "host"}),
+        "{how}"
+    );
+}
+
+/// 20 veth pairs between namespaces, both ends ifindex 2 (the shape
+/// network emulators build, where only the namespace tells the ends
+/// apart), plus three containers on wirehook's bridge in a test host:
+/// wiretop pairs every end with its peer, namespace and name, whether it
+/// runs in the machine's namespace or inside the test host (where the
+/// containers' peers are in its own namespace), marks exactly one
+/// namespace as the host, the machine's, in every sample, and asks the
+/// kernel for nsids once per namespace, not per pair.
+#[test]
+fn veth_peers_between_namespaces_and_containers() {
+    const PAIRS: usize = 20;
+    let host = TestHost::new("wtpair");
+    let h = host.name().to_string();
+    let mut names = Vec::new();
+    let mut script = String::new();
+    for i in 0..PAIRS {
+        let (a, b) = (format!("{h}-a{i}"), format!("{h}-b{i}"));
+        script.push_str(&format!(
+            "ip netns add {a}
+             ip netns add {b}
+             ip -n {h} link add to-b{i} netns {a} type veth peer name to-a{i} netns {b}\n"
+        ));
+        names.push(a);
+        names.push(b);
+    }
+    let _pairs = Netns(names);
+    sh(&script);
+    let containers: Vec<Container> = (0..3).map(|i| host.container(&format!("c{i}"))).collect();
+    for c in &containers {
+        wire(&host, c, &[("io.wirehook.network", "bridge")]);
+    }
+
+    let mut want: Peers = Vec::new();
+    for i in 0..PAIRS {
+        let (a, b) = (
+            format!("/run/netns/{h}-a{i}"),
+            format!("/run/netns/{h}-b{i}"),
+        );
+        let (ea, eb) = (
+            ip_link(&a, &format!("to-b{i}")),
+            ip_link(&b, &format!("to-a{i}")),
+        );
+        assert_eq!(
+            (&ea["ifindex"], &eb["ifindex"]),
+            (&Value::from(2), &Value::from(2)),
+            "both ends are ifindex 2, as in every namespace"
+        );
+        let (ia, ib) = (inode_of(&a), inode_of(&b));
+        want.push(((ia, format!("to-b{i}")), (ib, format!("to-a{i}"))));
+        want.push(((ib, format!("to-a{i}")), (ia, format!("to-b{i}"))));
+    }
+    let hp = host.netns_path().display().to_string();
+    for c in &containers {
+        // The container's eth0 names its host end by index.
+        let eth0 = ip_link(&c.netns_path().display().to_string(), "eth0");
+        let index = eth0["link_index"].as_u64().expect("link_index");
+        let links = host.json(&["ip", "-j", "link", "show"]);
+        let hv = links
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["ifindex"] == index)
+            .expect("the host end")["ifname"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        want.push((
+            (c.netns_inode(), "eth0".into()),
+            (host.netns_inode(), hv.clone()),
+        ));
+        want.push(((host.netns_inode(), hv), (c.netns_inode(), "eth0".into())));
+    }
+    // The machine's namespace: where this test runs, and pid 1.
+    let machine = inode_of("/proc/self/ns/net");
+
+    // From the machine's namespace: three samples, the host marked in each.
+    let root = host.root().display().to_string();
+    let out = Command::new(wiretop_bin())
+        .args([
+            "--json",
+            "--interval",
+            "0.2",
+            "--count",
+            "3",
+            "--root",
+            &root,
+        ])
+        .output()
+        .expect("wiretop");
+    let out = out.expect_success("wiretop --json");
+    let samples: Vec<Value> = out
+        .stdout_str()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(samples.len(), 3);
+    for (n, snap) in samples.iter().enumerate() {
+        check_peers(snap, &want, machine, &format!("sample {n}"));
+    }
+    // wirehook's records name the containers (--root).
+    for c in &containers {
+        let ns = by_inode(&samples[0], c.netns_inode());
+        assert_eq!(ns["container"]["mode"], "bridge", "{ns}");
+    }
+
+    // Inside the test host: the containers' peers are in wiretop's own
+    // namespace, which the kernel names by an nsid of its own.
+    let out = host
+        .exec(&[wiretop_bin().to_str().unwrap(), "--once", "--json"])
+        .expect_success("wiretop --once --json inside the test host");
+    let snap: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    check_peers(&snap, &want, machine, &format!("inside {hp}"));
+
+    // No request per pair: nsids are asked for once per namespace (a
+    // second one to assign it, a third if another process assigned it
+    // meanwhile), and not again on the next tick.
+    let mut d = Discovery::new(Paths::under(host.root()));
+    let mut r = Reader::new();
+    let found = d.discover();
+    let first = r.read(&found);
+    check_peers(
+        &serde_json::to_value(&first).unwrap(),
+        &want,
+        machine,
+        "in process",
+    );
+    let st = r.stats;
+    assert!(
+        st.nsid_requests <= 3 * found.len(),
+        "{st:?} for {} namespaces",
+        found.len()
+    );
+    // A change shows in the next read: the reader hears every
+    // namespace's notifications.
+    let a0 = format!("{h}-a0");
+    sh(&format!("ip -n {a0} addr add 10.99.0.1/24 dev to-b0"));
+    // Other tests make namespaces meanwhile: only those are new.
+    let found_again = d.discover();
+    let new = found_again
+        .iter()
+        .filter(|f| !found.iter().any(|o| o.inode == f.inode))
+        .count();
+    let again = r.read(&found_again);
+    check_peers(
+        &serde_json::to_value(&again).unwrap(),
+        &want,
+        machine,
+        "second read",
+    );
+    let ns = by_inode_ref(&again, inode_of(&format!("/run/netns/{a0}")));
+    assert!(
+        ns.addresses
+            .iter()
+            .any(|a| a.address == "10.99.0.1/24" && a.ifname == "to-b0"),
+        "the new address in {a0}: {:?}",
+        ns.addresses
+    );
+    assert!(
+        r.stats.nsid_requests - st.nsid_requests <= 3 * new,
+        "nsid requests for namespaces already open: {:?}, then {:?}",
+        st,
+        r.stats
+    );
 }

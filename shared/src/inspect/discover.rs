@@ -64,6 +64,8 @@ pub struct Discovery {
     records: DirCache<Vec<ContainerRecord>>,
     overlays: DirCache<Vec<crate::overlay::LocalState>>,
     runtime: HashMap<PathBuf, DirCache<Vec<(String, u64)>>>,
+    /// The host's namespace, once known (see [`ProcTable::host_netns`]).
+    host: Option<u64>,
 }
 
 struct DirCache<T> {
@@ -165,6 +167,7 @@ impl Discovery {
             records: DirCache::default(),
             overlays: DirCache::default(),
             runtime: HashMap::new(),
+            host: None,
         }
     }
 
@@ -233,7 +236,10 @@ impl Discovery {
 
     /// Every network namespace visible now, host first, then by inode.
     pub fn discover(&mut self) -> Vec<Found> {
-        let host_ino = self.procs.netns_of(1);
+        if self.host.is_none() {
+            self.host = self.procs.host_netns();
+        }
+        let host_ino = self.host;
         self.procs.refresh();
         let mut pids: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
         for pid in self.procs.pids() {
@@ -490,5 +496,14 @@ mod tests {
         let mut inos: Vec<u64> = all.iter().map(|f| f.inode).collect();
         inos.dedup();
         assert_eq!(inos.len(), all.len());
+        // The host's namespace, named so, first, in this call and the next.
+        let host = ProcTable::new().host_netns().expect("host namespace");
+        for all in [all, d.discover()] {
+            let hosts: Vec<&Found> = all.iter().filter(|f| f.host).collect();
+            assert_eq!(hosts.len(), 1, "one host namespace: {hosts:?}");
+            assert_eq!(hosts[0].inode, host);
+            assert_eq!(all[0].inode, host, "host first");
+            assert_eq!(hosts[0].names[0].source, NameSource::Host);
+        }
     }
 }

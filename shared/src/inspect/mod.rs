@@ -31,6 +31,7 @@
 
 pub mod discover;
 pub mod model;
+mod nlsock;
 pub mod procs;
 pub mod reader;
 

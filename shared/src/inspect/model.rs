@@ -257,7 +257,8 @@ pub struct Route {
 pub struct Namespace {
     /// nsfs inode: the namespace's identity (`ls -iL /proc/PID/ns/net`).
     pub inode: u64,
-    /// The host's namespace (that of pid 1).
+    /// The host's namespace (that of pid 1, or of the kernel threads
+    /// when pid 1's may not be read).
     pub host: bool,
     pub names: Vec<NsName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

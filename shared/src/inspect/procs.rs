@@ -154,6 +154,28 @@ impl ProcTable {
         let t = std::fs::read_link(self.proc_root.join(format!("{pid}/ns/net"))).ok()?;
         super::discover::parse_ns_link(t.to_str()?)
     }
+
+    /// Inode of the host's network namespace: pid 1's or, when its link
+    /// may not be read (some sandboxes' init hides it even from root),
+    /// that of pid 2 if it is kthreadd: kernel threads live in the
+    /// initial namespace. Read now, from `/proc` (not the table).
+    pub fn host_netns(&self) -> Option<u64> {
+        self.netns_of(1)
+            .or_else(|| self.is_kernel_thread(2).then(|| self.netns_of(2))?)
+    }
+
+    /// Whether `pid` is a kernel thread (PF_KTHREAD in the flags of
+    /// `/proc/PID/stat`).
+    fn is_kernel_thread(&self, pid: i32) -> bool {
+        const PF_KTHREAD: u64 = 0x0020_0000;
+        let Ok(stat) = std::fs::read_to_string(self.proc_root.join(format!("{pid}/stat"))) else {
+            return false;
+        };
+        // After "pid (comm) ": state ppid pgrp session tty_nr tpgid flags.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok())
+            .is_some_and(|flags| flags & PF_KTHREAD != 0)
+    }
 }
 
 /// wiretop's own CPU and memory use.
@@ -267,6 +289,23 @@ mod tests {
             t.refreshes < FULL_REFRESH_EVERY,
             "all of it between full refreshes"
         );
+    }
+
+    #[test]
+    fn host_namespace_is_found() {
+        let t = ProcTable::new();
+        let host = t.host_netns().expect("pid 1's or kthreadd's namespace");
+        // Either pid 1's (when readable) or a kernel thread's.
+        let one = t.netns_of(1);
+        assert!(one.is_none() || one == Some(host), "{one:?} {host}");
+        assert!(!t.is_kernel_thread(std::process::id() as i32));
+        if t.is_kernel_thread(2) {
+            assert_eq!(
+                t.netns_of(2),
+                Some(host),
+                "kernel threads are in the host's"
+            );
+        }
     }
 
     #[test]

@@ -3,49 +3,63 @@
 //! A socket is opened on a short-lived thread of its own that enters the
 //! namespace (setns), opens the socket and returns: the socket stays bound
 //! to that namespace for its life, so the reading thread never leaves its
-//! own. Each socket is subscribed to link, address and route changes
-//! (RTNLGRP_LINK, IPV4/IPV6_IFADDR, IPV4/IPV6_ROUTE). Every tick the reader
+//! own. Link, address and route changes (RTNLGRP_LINK, IPV4/IPV6_IFADDR,
+//! IPV4/IPV6_ROUTE) of every namespace are heard by one listener socket in
+//! the reader's namespace (NETLINK_LISTEN_ALL_NSID, which tells each
+//! notification's namespace by its nsid); without the privilege for it,
+//! each namespace's socket subscribes itself. Every tick the reader
 //! drains those notifications; a namespace that saw one (or was never read)
 //! gets its topology re-dumped (links with IFLA_STATS64, addresses, main
 //! table routes), every other one only its counters (one RTM_GETSTATS dump
 //! with the IFLA_STATS_LINK_64 filter). Sockets stay open across ticks and
 //! are closed when their namespace is gone.
 //!
-//! veth peers are paired through IFLA_LINK (the peer's index) and
-//! IFLA_LINK_NETNSID (the peer namespace's id as seen from this one): a
-//! veth in another namespace with that index whose own IFLA_LINK points
-//! back is the peer; when several namespaces qualify, the kernel is asked
-//! which of them has that nsid (RTM_GETNSID with NETNSA_FD), once.
+//! veth peers are paired in one frame of reference, the reader's own
+//! namespace. Each namespace's links are dumped through one socket there
+//! (the home socket) with IFLA_TARGET_NETNSID, and the kernel then gives
+//! every IFLA_LINK_NETNSID relative to the requesting socket's namespace:
+//! the nsid the reader's namespace has for the peer's namespace. The
+//! reader learns the nsid of every namespace when it opens its socket (one
+//! RTM_GETNSID with the namespace's file, an RTM_NEWNSID the first time),
+//! so pairing a veth is a lookup of (nsid -> namespace, IFLA_LINK -> link):
+//! no request per pair. See [`Frame`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
-};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
     InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage, State,
 };
-use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteType};
 use netlink_packet_route::stats::{StatsAttribute, StatsFilterMask, StatsMessage};
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
 
 use super::discover::Found;
 use super::model::{Address, Counters, Link, Namespace, PeerRef, Route, Snapshot};
+use super::nlsock::NlSock;
 
 const RTNLGRP_LINK: u32 = 1;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
 const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
+/// The change notifications every namespace's socket gets, as a bind
+/// mask: bit `g - 1` for group `g`.
+const GROUPS: u32 = group(RTNLGRP_LINK)
+    | group(RTNLGRP_IPV4_IFADDR)
+    | group(RTNLGRP_IPV4_ROUTE)
+    | group(RTNLGRP_IPV6_IFADDR)
+    | group(RTNLGRP_IPV6_ROUTE);
+
+const fn group(g: u32) -> u32 {
+    1 << (g - 1)
+}
 const RT_TABLE_MAIN: u32 = 254;
 /// A namespace that could not be opened is tried again after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -56,16 +70,25 @@ struct Topology {
     links: Vec<Link>,
     addresses: Vec<Address>,
     routes: Vec<Route>,
+    /// The links' `link_netnsid` are nsids of the reader's namespace (see
+    /// [`Frame`]); otherwise of the namespace itself, which the reader
+    /// cannot tell apart.
+    framed: bool,
 }
 
 struct Conn {
-    sock: Socket,
-    seq: u32,
+    nl: NlSock,
     topo: Option<Topology>,
     /// A change notification arrived since the last topology dump.
     dirty: bool,
-    /// nsid (as seen from this namespace) -> namespace inode, learnt.
-    nsids: HashMap<i32, u64>,
+    /// The socket was opened in the reader's own namespace (without
+    /// entering it): its dumps are framed as they are.
+    in_home: bool,
+    /// The socket is subscribed to the namespace's change notifications
+    /// (else the reader's listener hears them).
+    subscribed: bool,
+    /// The topology was read when the socket was opened, this tick.
+    fresh: bool,
 }
 
 enum Slot {
@@ -79,11 +102,71 @@ pub struct ReadStats {
     pub sockets_opened: usize,
     pub topology_dumps: usize,
     pub counter_dumps: usize,
+    /// RTM_GETNSID and RTM_NEWNSID requests: at most three per namespace
+    /// opened, whatever the number of veth pairs.
+    pub nsid_requests: usize,
+}
+
+impl ReadStats {
+    fn add(&mut self, o: &ReadStats) {
+        self.sockets_opened += o.sockets_opened;
+        self.topology_dumps += o.topology_dumps;
+        self.counter_dumps += o.counter_dumps;
+        self.nsid_requests += o.nsid_requests;
+    }
+}
+
+/// The reader's namespace as the frame of reference for veth peers: the
+/// nsid it has for each namespace read, both ways.
+///
+/// Having the kernel assign nsids in the reader's namespace (the host's,
+/// usually) is what `ip` does too (`ip netns set`, and every `ip link`
+/// dump assigns one to a peer's namespace that has none); the kernel
+/// assigns them itself when it reports a veth peer in another namespace
+/// in a dump, so the per-namespace dumps did it all along, in the other
+/// direction. An nsid is a small number private to the namespace that
+/// holds it, shown by `ip netns list-id`, and freed when the namespace it
+/// names is gone; it grants nothing. The reader's own namespace gets one
+/// too (a veth whose peer is there is reported with it).
+#[derive(Default)]
+struct Frame {
+    inode: HashMap<i32, u64>,
+    nsid: HashMap<u64, i32>,
+}
+
+impl Frame {
+    fn insert(&mut self, inode: u64, nsid: i32) {
+        if let Some(old) = self.nsid.insert(inode, nsid) {
+            self.inode.remove(&old);
+        }
+        self.inode.insert(nsid, inode);
+    }
+
+    fn retain(&mut self, live: &HashSet<u64>) {
+        self.nsid.retain(|i, _| live.contains(i));
+        self.inode.retain(|_, i| live.contains(i));
+    }
 }
 
 /// Reads every namespace it is given; keeps one socket per namespace.
 pub struct Reader {
     slots: HashMap<u64, Slot>,
+    /// The socket in the reader's own namespace every namespace's links
+    /// are dumped through; opened at the first read, on the reading thread.
+    home: Option<NlSock>,
+    /// The inode of the reader's namespace.
+    home_inode: Option<u64>,
+    frame: Frame,
+    /// One socket in the reader's namespace that hears the change
+    /// notifications of every namespace it has an nsid for
+    /// (NETLINK_LISTEN_ALL_NSID), instead of a subscription per
+    /// namespace: subscribing a socket (and closing it) makes the kernel
+    /// walk every subscribed socket of the machine, so a thousand
+    /// subscriptions cost quadratic time, and so does every notification
+    /// anywhere. `None` without the privilege (CAP_NET_BROADCAST), or
+    /// before the first read.
+    listener: Option<NlSock>,
+    listener_tried: bool,
     /// Every open socket, keyed by its namespace's inode: one epoll_wait
     /// tells which sockets hold change notifications, instead of a recv
     /// on each of a thousand sockets per tick.
@@ -105,10 +188,8 @@ fn now_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Open a NETLINK_ROUTE socket inside the namespace at `path`, which must
-/// have inode `inode`. Runs on the calling thread, which must be a
-/// dedicated one: it is moved into the namespace and back.
-fn open_in(path: &Path, inode: u64, back: &File) -> Result<Socket, String> {
+/// Open the namespace file at `path`, which must have inode `inode`.
+fn open_ns(path: &Path, inode: u64) -> Result<File, String> {
     let ns = File::open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::PermissionDenied {
             format!(
@@ -123,9 +204,17 @@ fn open_in(path: &Path, inode: u64, back: &File) -> Result<Socket, String> {
     if ino != inode {
         return Err("namespace vanished".into());
     }
-    let sock = if back.metadata().map(|m| m.ino()).ok() == Some(inode) {
+    Ok(ns)
+}
+
+/// Open a socket inside the namespace `ns`, subscribed to `groups`;
+/// `back` is the calling thread's own namespace, `in_home` whether `ns` is
+/// it. Runs on the calling thread, which must be a dedicated one: it is
+/// moved into the namespace and back.
+fn socket_in(ns: &File, in_home: bool, back: &File, groups: u32) -> Result<NlSock, String> {
+    let sock = if in_home {
         // Our own namespace: no need to enter it (nor the privilege to).
-        Socket::new(NETLINK_ROUTE)
+        NlSock::open(groups)
     } else {
         nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
             if e == nix::errno::Errno::EPERM {
@@ -134,40 +223,92 @@ fn open_in(path: &Path, inode: u64, back: &File) -> Result<Socket, String> {
                 format!("cannot enter namespace: {e}")
             }
         })?;
-        let sock = Socket::new(NETLINK_ROUTE);
+        let sock = NlSock::open(groups);
         nix::sched::setns(back.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("cannot return from namespace: {e}"))?;
         sock
     };
-    let mut sock = sock.map_err(|e| format!("netlink socket: {e}"))?;
-    sock.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
-    for g in [
-        RTNLGRP_LINK,
-        RTNLGRP_IPV4_IFADDR,
-        RTNLGRP_IPV4_ROUTE,
-        RTNLGRP_IPV6_IFADDR,
-        RTNLGRP_IPV6_ROUTE,
-    ] {
-        sock.add_membership(g)
-            .map_err(|e| format!("netlink subscribe: {e}"))?;
-    }
-    let _ = sock.set_netlink_get_strict_chk(true);
-    // A dump never blocks for long; this only guards against a lost reply.
-    let tv = libc::timeval {
-        tv_sec: 2,
-        tv_usec: 0,
+    sock.map_err(|e| format!("netlink socket: {e}"))
+}
+
+/// What opening one namespace gave.
+struct Opened {
+    inode: u64,
+    /// Its nsid in the reader's namespace, if it could be learnt.
+    nsid: Option<i32>,
+    conn: Result<Conn, String>,
+}
+
+/// Open the namespaces in `todo` on the calling thread, a dedicated one
+/// started in the reader's namespace. Per namespace: its file, its nsid
+/// (through a home socket of this thread's), its socket (entering it),
+/// and its first topology read, so that a cold start reads on every
+/// opening thread at once. With `listened` (the reader's listener hears
+/// every namespace it has an nsid for), a socket subscribes to change
+/// notifications only when its namespace has none.
+fn open_all(todo: &[(u64, PathBuf)], listened: bool) -> (Vec<Opened>, ReadStats) {
+    let mut stats = ReadStats::default();
+    let back = match File::open("/proc/thread-self/ns/net") {
+        Ok(f) => f,
+        Err(e) => {
+            let out = todo
+                .iter()
+                .map(|(inode, _)| Opened {
+                    inode: *inode,
+                    nsid: None,
+                    conn: Err(format!("cannot open own namespace: {e}")),
+                })
+                .collect();
+            return (out, stats);
+        }
     };
-    // SAFETY: valid fd and a properly sized timeval.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-    }
-    Ok(sock)
+    let back_ino = back.metadata().map(|m| m.ino()).unwrap_or(0);
+    let mut home = NlSock::open(0).ok();
+    let mut buf = vec![0u8; 64 * 1024];
+    let out = todo
+        .iter()
+        .map(|(inode, path)| {
+            let ns = match open_ns(path, *inode) {
+                Ok(ns) => ns,
+                Err(e) => {
+                    return Opened {
+                        inode: *inode,
+                        nsid: None,
+                        conn: Err(e),
+                    }
+                }
+            };
+            let nsid = home
+                .as_mut()
+                .and_then(|h| h.nsid_for(&mut buf, ns.as_fd()).ok().flatten());
+            let in_home = back_ino == *inode;
+            let heard = listened && (in_home || nsid.is_some());
+            let groups = if heard { 0 } else { GROUPS };
+            let conn = socket_in(&ns, in_home, &back, groups).map(|nl| {
+                stats.sockets_opened += 1;
+                let mut c = Conn {
+                    nl,
+                    topo: None,
+                    dirty: true,
+                    in_home,
+                    subscribed: !heard,
+                    fresh: false,
+                };
+                // A failure here is met again, and reported, at the
+                // reader's next update.
+                let _ = c.update(&mut buf, &mut stats, false, false, home.as_mut().zip(nsid));
+                c.fresh = c.topo.is_some();
+                c
+            });
+            Opened {
+                inode: *inode,
+                nsid,
+                conn,
+            }
+        })
+        .collect();
+    stats.nsid_requests = home.map_or(0, |h| h.nsid_requests);
+    (out, stats)
 }
 
 /// Raise the open-file limit to its hard maximum: a socket per namespace.
@@ -284,143 +425,64 @@ fn route_addr(a: &RouteAddress) -> Option<String> {
     }
 }
 
+/// Where a namespace's links are dumped from: the home socket, naming
+/// the namespace by its nsid there.
+type Via<'a> = Option<(&'a mut NlSock, i32)>;
+
 impl Conn {
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1).max(1);
-        self.seq
-    }
-
-    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
-        let seq = self.next_seq();
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = seq;
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-        nl.finalize();
-        let mut out = vec![0u8; nl.buffer_len()];
-        nl.serialize(&mut out);
-        self.sock.send(&out, 0)?;
-        Ok(seq)
-    }
-
-    /// Read replies to request `seq` until its Done (dump) or its first
-    /// answer (`single`). Notifications that arrive in between mark the
-    /// namespace dirty.
-    fn collect(
+    /// Dump the links, through the home socket when `via` is given (and
+    /// it may: IFLA_TARGET_NETNSID needs CAP_NET_ADMIN over the
+    /// namespace), else through the namespace's own socket; `each` gets
+    /// every reply. True if their `link_netnsid`s are framed.
+    fn dump_links(
         &mut self,
         buf: &mut [u8],
-        seq: u32,
-        single: bool,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
-        let mut out = Vec::new();
-        loop {
-            // SAFETY: buf is a valid writable buffer of buf.len() bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.sock.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::ENOBUFS) {
-                    self.dirty = true;
-                    continue;
-                }
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            let mut off = 0usize;
-            let n = n as usize;
-            while off + 16 <= n {
-                let len = match NetlinkBuffer::new_checked(&buf[off..n]) {
-                    Ok(b) => b.length() as usize,
-                    Err(_) => break,
-                };
-                if len < 16 || off + len > n {
-                    break;
-                }
-                let raw = &buf[off..off + len];
-                off += (len + 3) & !3;
-                let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw) else {
-                    // Something we cannot parse: if it was a notification,
-                    // re-reading the topology is the safe answer.
-                    self.dirty = true;
-                    continue;
-                };
-                if msg.header.sequence_number != seq {
-                    self.dirty = true;
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::Error(e) => {
-                        if e.code.is_none() {
-                            return Ok(out);
-                        }
-                        return Err(e.to_io());
-                    }
-                    NetlinkPayload::InnerMessage(m) => {
-                        out.push(m);
-                        if single {
-                            return Ok(out);
-                        }
-                    }
-                    _ => {}
-                }
+        via: Via,
+        mut each: impl FnMut(RouteNetlinkMessage),
+    ) -> io::Result<bool> {
+        if let (Some((home, nsid)), false) = (via, self.in_home) {
+            let mut req = LinkMessage::default();
+            req.attributes.push(LinkAttribute::IfNetnsId(nsid));
+            // Replies only: the home socket has no subscriptions, the
+            // namespace's changes still come to its own socket. A refusal
+            // comes before any link.
+            match home.dump(buf, RouteNetlinkMessage::GetLink(req), &mut each) {
+                Ok(_) => return Ok(true),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {}
+                Err(e) => return Err(e),
             }
         }
+        self.dump(
+            buf,
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            each,
+        )?;
+        Ok(self.in_home)
     }
 
+    /// A dump through the namespace's own socket; notifications that
+    /// arrive meanwhile mark it dirty.
     fn dump(
         &mut self,
         buf: &mut [u8],
         msg: RouteNetlinkMessage,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
-        let seq = self.send(msg, NLM_F_REQUEST | NLM_F_DUMP)?;
-        self.collect(buf, seq, false)
+        each: impl FnMut(RouteNetlinkMessage),
+    ) -> io::Result<()> {
+        self.dirty |= self.nl.dump(buf, msg, each)?;
+        Ok(())
     }
 
-    /// Drain pending notifications without blocking; true if any came.
-    fn drain(&mut self, buf: &mut [u8]) -> bool {
-        let mut any = false;
-        loop {
-            // SAFETY: as in collect.
-            let n = unsafe {
-                libc::recv(
-                    self.sock.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n > 0 {
-                any = true;
-                continue;
-            }
-            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOBUFS) {
-                any = true;
-                continue;
-            }
-            return any;
-        }
-    }
-
-    fn read_topology(&mut self, buf: &mut [u8]) -> io::Result<Topology> {
+    fn read_topology(&mut self, buf: &mut [u8], via: Via) -> io::Result<Topology> {
         self.dirty = false;
         let mut topo = Topology::default();
         let mut masters = Vec::new();
-        for m in self.dump(buf, RouteNetlinkMessage::GetLink(LinkMessage::default()))? {
+        topo.framed = self.dump_links(buf, via, |m| {
             if let RouteNetlinkMessage::NewLink(lm) = m {
                 let (l, master) = link_from(&lm);
                 masters.push(master);
                 topo.links.push(l);
             }
-        }
+        })?;
         let names: HashMap<u32, String> = topo
             .links
             .iter()
@@ -437,11 +499,14 @@ impl Conn {
             }
         }
         topo.links.sort_by_key(|l| l.index);
-        for m in self.dump(
+        let addresses = &mut topo.addresses;
+        self.dump(
             buf,
             RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-        )? {
-            if let RouteNetlinkMessage::NewAddress(am) = m {
+            |m| {
+                let RouteNetlinkMessage::NewAddress(am) = m else {
+                    return;
+                };
                 let mut addr = None;
                 let mut local = None;
                 for a in &am.attributes {
@@ -452,16 +517,22 @@ impl Conn {
                     }
                 }
                 if let Some(ip) = local.or(addr) {
-                    topo.addresses.push(Address {
+                    addresses.push(Address {
                         ifindex: am.header.index,
                         ifname: names.get(&am.header.index).cloned().unwrap_or_default(),
                         address: format!("{ip}/{}", am.header.prefix_len),
                     });
                 }
-            }
-        }
-        for m in self.dump(buf, RouteNetlinkMessage::GetRoute(RouteMessage::default()))? {
-            if let RouteNetlinkMessage::NewRoute(rm) = m {
+            },
+        )?;
+        let routes = &mut topo.routes;
+        self.dump(
+            buf,
+            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+            |m| {
+                let RouteNetlinkMessage::NewRoute(rm) = m else {
+                    return;
+                };
                 let mut table = rm.header.table as u32;
                 let mut dst = None;
                 let mut gw = None;
@@ -476,72 +547,70 @@ impl Conn {
                     }
                 }
                 if table != RT_TABLE_MAIN || rm.header.kind != RouteType::Unicast {
-                    continue;
+                    return;
                 }
                 let destination = match dst {
                     Some(d) => format!("{d}/{}", rm.header.destination_prefix_length),
                     None => "default".into(),
                 };
-                topo.routes.push(Route {
+                routes.push(Route {
                     destination,
                     gateway: gw,
                     dev: oif.and_then(|i| names.get(&i).cloned()),
                 });
-            }
-        }
+            },
+        )?;
         Ok(topo)
     }
 
     /// Counters of every link; false if a link appeared that the topology
     /// does not know (then the topology is re-read).
     fn read_counters(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        let mut req = StatsMessage::default();
-        req.header.filter_mask = StatsFilterMask::Link64;
-        let msgs = self.dump(buf, RouteNetlinkMessage::GetStats(req))?;
         let Some(topo) = self.topo.as_mut() else {
             return Ok(false);
         };
+        let mut req = StatsMessage::default();
+        req.header.filter_mask = StatsFilterMask::Link64;
         let mut seen = 0;
-        for m in msgs {
-            if let RouteNetlinkMessage::NewStats(sm) = m {
-                let Some(l) = topo.links.iter_mut().find(|l| l.index == sm.header.ifindex) else {
-                    return Ok(false);
-                };
-                seen += 1;
-                for a in &sm.attributes {
-                    if let StatsAttribute::Link64(s) = a {
-                        l.stats = counters_from(s);
-                    }
+        let mut unknown = false;
+        self.dirty |= self.nl.dump(buf, RouteNetlinkMessage::GetStats(req), |m| {
+            let RouteNetlinkMessage::NewStats(sm) = m else {
+                return;
+            };
+            // Links are sorted by index.
+            let Ok(i) = topo
+                .links
+                .binary_search_by_key(&sm.header.ifindex, |l| l.index)
+            else {
+                unknown = true;
+                return;
+            };
+            seen += 1;
+            for a in &sm.attributes {
+                if let StatsAttribute::Link64(s) = a {
+                    topo.links[i].stats = counters_from(s);
                 }
             }
-        }
-        Ok(seen == topo.links.len())
-    }
-
-    /// The nsid this namespace gives the namespace at `path`, if any.
-    fn nsid_of(&mut self, buf: &mut [u8], path: &Path) -> Option<i32> {
-        let f = File::open(path).ok()?;
-        let mut req = NsidMessage::default();
-        req.attributes.push(NsidAttribute::Fd(f.as_raw_fd() as u32));
-        let seq = self
-            .send(RouteNetlinkMessage::GetNsId(req), NLM_F_REQUEST)
-            .ok()?;
-        let msgs = self.collect(buf, seq, true).ok()?;
-        msgs.into_iter().find_map(|m| match m {
-            RouteNetlinkMessage::NewNsId(n) => n.attributes.iter().find_map(|a| match a {
-                NsidAttribute::Id(i) if *i >= 0 => Some(*i),
-                _ => None,
-            }),
-            _ => None,
-        })
+        })?;
+        Ok(!unknown && seen == topo.links.len())
     }
 
     /// Bring the namespace up to date: counters, or the topology after a
     /// change. `pending`: the socket may hold notifications (when the
     /// reader cannot tell, always true).
-    fn update(&mut self, buf: &mut [u8], stats: &mut ReadStats, pending: bool) -> io::Result<()> {
-        if pending && self.drain(buf) {
+    fn update(
+        &mut self,
+        buf: &mut [u8],
+        stats: &mut ReadStats,
+        pending: bool,
+        changed: bool,
+        via: Via,
+    ) -> io::Result<()> {
+        if (pending && self.nl.drain(buf)) || changed {
             self.dirty = true;
+        }
+        if std::mem::take(&mut self.fresh) && self.topo.is_some() && !self.dirty {
+            return Ok(());
         }
         if self.topo.is_some() && !self.dirty {
             stats.counter_dumps += 1;
@@ -550,15 +619,11 @@ impl Conn {
             }
         }
         stats.topology_dumps += 1;
-        let t = self.read_topology(buf)?;
+        let t = self.read_topology(buf, via)?;
         self.topo = Some(t);
         Ok(())
     }
 }
-
-/// Where a link is in a snapshot: (namespace inode, position of the
-/// namespace, position of the link in it).
-type LinkAt = (u64, usize, usize);
 
 fn new_epoll() -> Option<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
@@ -571,21 +636,15 @@ fn new_epoll() -> Option<std::os::fd::OwnedFd> {
 impl Reader {
     /// Add a socket to the epoll set (a closed socket leaves it by
     /// itself). Without epoll every socket is drained every tick.
-    fn watch(&mut self, sock: &Socket, inode: u64) {
+    fn watch(&mut self, sock: &NlSock, inode: u64) {
         let Some(ep) = &self.epoll else { return };
         let mut ev = libc::epoll_event {
             events: libc::EPOLLIN as u32,
             u64: inode,
         };
         // SAFETY: valid epoll and socket fds, a valid event.
-        let r = unsafe {
-            libc::epoll_ctl(
-                ep.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                sock.as_raw_fd(),
-                &mut ev,
-            )
-        };
+        let r =
+            unsafe { libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_ADD, sock.raw_fd(), &mut ev) };
         if r != 0 {
             self.epoll = None; // cannot tell any more: drain them all
         }
@@ -594,9 +653,9 @@ impl Reader {
     /// Inodes of the namespaces whose sockets hold something to read
     /// (notifications, or an error such as an overrun); `None` when
     /// unknown.
-    fn ready(&mut self) -> Option<std::collections::HashSet<u64>> {
+    fn ready(&mut self) -> Option<HashSet<u64>> {
         let ep = self.epoll.as_ref()?;
-        let mut out = std::collections::HashSet::new();
+        let mut out = HashSet::new();
         let mut evs =
             vec![libc::epoll_event { events: 0, u64: 0 }; self.slots.len().clamp(1, 4096)];
         loop {
@@ -622,10 +681,34 @@ impl Reader {
         }
     }
 
+    /// Inodes of the namespaces the listener heard a change notification
+    /// from since the last call; `None` when some were lost (all may
+    /// have changed).
+    fn heard(&mut self) -> Option<HashSet<u64>> {
+        let Some(l) = self.listener.as_mut() else {
+            return Some(HashSet::new());
+        };
+        let sources = l.sources(&mut self.buf).ok()?;
+        Some(
+            sources
+                .into_iter()
+                .filter_map(|nsid| match nsid {
+                    Some(id) => self.frame.inode.get(&id).copied(),
+                    None => self.home_inode,
+                })
+                .collect(),
+        )
+    }
+
     pub fn new() -> Reader {
         raise_nofile();
         Reader {
             slots: HashMap::new(),
+            home: None,
+            home_inode: None,
+            frame: Frame::default(),
+            listener: None,
+            listener_tried: false,
             epoll: new_epoll(),
             buf: vec![0u8; 256 * 1024],
             stats: ReadStats::default(),
@@ -633,11 +716,13 @@ impl Reader {
     }
 
     /// Open sockets for namespaces not open yet (and retry failed ones
-    /// after a while), on a dedicated thread; forget vanished ones.
+    /// after a while), on a dedicated thread, and learn their nsids;
+    /// forget vanished ones.
     fn open_new(&mut self, found: &[Found]) {
-        let live: std::collections::HashSet<u64> = found.iter().map(|f| f.inode).collect();
+        let live: HashSet<u64> = found.iter().map(|f| f.inode).collect();
         self.slots.retain(|ino, _| live.contains(ino));
-        let todo: Vec<(u64, std::path::PathBuf)> = found
+        self.frame.retain(&live);
+        let todo: Vec<(u64, PathBuf)> = found
             .iter()
             .filter(|f| match self.slots.get(&f.inode) {
                 None => true,
@@ -649,56 +734,50 @@ impl Reader {
         if todo.is_empty() {
             return;
         }
+        if self.home.is_none() {
+            self.home = NlSock::open(0).ok();
+            self.home_inode = std::fs::metadata("/proc/thread-self/ns/net")
+                .ok()
+                .map(|m| m.ino());
+        }
+        if !self.listener_tried {
+            self.listener_tried = true;
+            self.listener = NlSock::open(GROUPS)
+                .and_then(|mut l| l.listen_all().map(|()| l))
+                .ok();
+        }
+        let listened = self.listener.is_some() && self.home_inode.is_some();
         // Entering a namespace costs the kernel an RCU grace period or so:
         // spread many over a few dedicated threads.
         let threads = todo.len().div_ceil(64).clamp(1, 16);
         let chunk = todo.len().div_ceil(threads);
-        let opened: Vec<(u64, Result<Socket, String>)> = std::thread::scope(|s| {
+        let opened: Vec<(Vec<Opened>, ReadStats)> = std::thread::scope(|s| {
             let handles: Vec<_> = todo
                 .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        let back = match File::open("/proc/thread-self/ns/net") {
-                            Ok(f) => f,
-                            Err(e) => {
-                                return part
-                                    .iter()
-                                    .map(|(i, _)| {
-                                        (*i, Err(format!("cannot open own namespace: {e}")))
-                                    })
-                                    .collect::<Vec<_>>();
-                            }
-                        };
-                        part.iter()
-                            .map(|(ino, path)| (*ino, open_in(path, *ino, &back)))
-                            .collect()
-                    })
-                })
+                .map(|part| s.spawn(move || open_all(part, listened)))
                 .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
-        for (ino, r) in opened {
-            let slot = match r {
-                Ok(sock) => {
-                    self.stats.sockets_opened += 1;
-                    self.watch(&sock, ino);
-                    Slot::Open(Box::new(Conn {
-                        sock,
-                        seq: 0,
-                        topo: None,
-                        dirty: true,
-                        nsids: HashMap::new(),
-                    }))
+        for (part, stats) in opened {
+            self.stats.add(&stats);
+            for o in part {
+                if let Some(nsid) = o.nsid {
+                    self.frame.insert(o.inode, nsid);
                 }
-                Err(error) => Slot::Failed {
-                    error,
-                    at: Instant::now(),
-                },
-            };
-            self.slots.insert(ino, slot);
+                let slot = match o.conn {
+                    Ok(conn) => {
+                        if conn.subscribed {
+                            self.watch(&conn.nl, o.inode);
+                        }
+                        Slot::Open(Box::new(conn))
+                    }
+                    Err(error) => Slot::Failed {
+                        error,
+                        at: Instant::now(),
+                    },
+                };
+                self.slots.insert(o.inode, slot);
+            }
         }
     }
 
@@ -717,8 +796,9 @@ impl Reader {
     pub fn read_owned(&mut self, found: Vec<Found>) -> Snapshot {
         self.open_new(&found);
         let ready = self.ready();
+        let heard = self.heard();
         let mut namespaces = Vec::with_capacity(found.len());
-        let mut paths: HashMap<u64, std::path::PathBuf> = HashMap::with_capacity(found.len());
+        let mut framed = Vec::with_capacity(found.len());
         for f in found {
             let mut ns = Namespace {
                 inode: f.inode,
@@ -733,28 +813,34 @@ impl Reader {
                 error: None,
                 totals: Default::default(),
             };
-            paths.insert(f.inode, f.path);
+            let mut is_framed = false;
             match self.slots.get_mut(&f.inode) {
-                Some(Slot::Open(c)) => match c.update(
-                    &mut self.buf,
-                    &mut self.stats,
-                    ready.as_ref().is_none_or(|r| r.contains(&f.inode)),
-                ) {
-                    Ok(()) => {
-                        let t = c.topo.as_ref().expect("read");
-                        ns.links = t.links.clone();
-                        ns.addresses = t.addresses.clone();
-                        ns.routes = t.routes.clone();
+                Some(Slot::Open(c)) => {
+                    let via = match (self.home.as_mut(), self.frame.nsid.get(&f.inode)) {
+                        (Some(h), Some(id)) => Some((h, *id)),
+                        _ => None,
+                    };
+                    let pending = ready.as_ref().is_none_or(|r| r.contains(&f.inode));
+                    let changed = heard.as_ref().is_none_or(|h| h.contains(&f.inode));
+                    match c.update(&mut self.buf, &mut self.stats, pending, changed, via) {
+                        Ok(()) => {
+                            let t = c.topo.as_ref().expect("read");
+                            ns.links = t.links.clone();
+                            ns.addresses = t.addresses.clone();
+                            ns.routes = t.routes.clone();
+                            is_framed = t.framed;
+                        }
+                        Err(e) => {
+                            ns.error = Some(format!("netlink: {e}"));
+                            c.topo = None;
+                        }
                     }
-                    Err(e) => {
-                        ns.error = Some(format!("netlink: {e}"));
-                        c.topo = None;
-                    }
-                },
+                }
                 Some(Slot::Failed { error, .. }) => ns.error = Some(error.clone()),
                 None => ns.error = Some("not opened".into()),
             }
             namespaces.push(ns);
+            framed.push(is_framed);
         }
         let mut snap = Snapshot {
             taken_at: now_secs(),
@@ -763,111 +849,63 @@ impl Reader {
             totals: Default::default(),
             overlays: Vec::new(),
         };
-        self.resolve_peers(&mut snap, &paths);
+        resolve_peers(&mut snap, &framed, &self.frame);
         snap
     }
+}
 
-    /// Fill in `peer` of every veth (and `parent_netns_inode` of links
-    /// whose lower device lives in another namespace).
-    fn resolve_peers(&mut self, snap: &mut Snapshot, paths: &HashMap<u64, std::path::PathBuf>) {
-        // (index, IFLA_LINK) of veths that point into another namespace ->
-        // where those links are.
-        let mut by_pair: HashMap<(u32, u32), Vec<LinkAt>> = HashMap::new();
-        for (ni, ns) in snap.namespaces.iter().enumerate() {
-            for (li, l) in ns.links.iter().enumerate() {
-                if l.kind == "veth" && l.link_netnsid.is_some() {
-                    if let Some(j) = l.link_index {
-                        by_pair
-                            .entry((l.index, j))
-                            .or_default()
-                            .push((ns.inode, ni, li));
-                    }
-                }
-            }
-        }
-        // Decide first (reading names anywhere), then write.
-        let mut peers: Vec<(usize, usize, PeerRef)> = Vec::new();
-        let mut parents: Vec<(usize, usize, Option<u64>)> = Vec::new();
-        let nss = &snap.namespaces;
-        for (ni, ns) in nss.iter().enumerate() {
-            let inode = ns.inode;
-            let mut conn = match self.slots.get_mut(&inode) {
-                Some(Slot::Open(c)) => Some(c),
-                _ => None,
+/// Fill in `peer` of every veth, and `parent_netns_inode` and `parent` of
+/// links whose lower device lives in another namespace. `framed[i]`: the
+/// links of namespace `i` name other namespaces by their nsid in the
+/// reader's namespace, which `frame` maps to inodes (otherwise such peers
+/// stay unknown). Hash lookups only: linear in the links.
+fn resolve_peers(snap: &mut Snapshot, framed: &[bool], frame: &Frame) {
+    // (namespace inode, ifindex) -> (position of the namespace, of the link).
+    let at: HashMap<(u64, u32), (usize, usize)> = snap
+        .namespaces
+        .iter()
+        .enumerate()
+        .flat_map(|(ni, ns)| {
+            ns.links
+                .iter()
+                .enumerate()
+                .map(move |(li, l)| ((ns.inode, l.index), (ni, li)))
+        })
+        .collect();
+    // Decide first (reading names anywhere), then write.
+    let mut peers: Vec<(usize, usize, PeerRef)> = Vec::new();
+    let mut parents: Vec<(usize, usize, Option<u64>, Option<String>)> = Vec::new();
+    let nss = &snap.namespaces;
+    for (ni, ns) in nss.iter().enumerate() {
+        for (li, l) in ns.links.iter().enumerate() {
+            let Some(j) = l.link_index else { continue };
+            // The namespace IFLA_LINK points into.
+            let there = match l.link_netnsid {
+                None => Some(ns.inode),
+                Some(id) if framed[ni] => frame.inode.get(&id).copied(),
+                Some(_) => None,
             };
-            for (li, l) in ns.links.iter().enumerate() {
-                let Some(j) = l.link_index else { continue };
-                match (l.kind.as_str(), l.link_netnsid) {
-                    ("veth", None) => {
-                        // Both ends here.
-                        peers.push((
-                            ni,
-                            li,
-                            PeerRef {
-                                netns_inode: Some(inode),
-                                ifindex: j,
-                                ifname: ns.link(j).map(|p| p.name.clone()),
-                            },
-                        ));
-                    }
-                    ("veth", Some(nsid)) => {
-                        let cands: Vec<LinkAt> = by_pair
-                            .get(&(j, l.index))
-                            .map(|v| v.iter().filter(|(i, _, _)| *i != inode).copied().collect())
-                            .unwrap_or_default();
-                        let known = conn.as_ref().and_then(|c| c.nsids.get(&nsid).copied());
-                        let pick = if let Some(k) = known {
-                            cands.iter().find(|(i, _, _)| *i == k).copied()
-                        } else if cands.len() == 1 {
-                            Some(cands[0])
-                        } else if let Some(c) = conn.as_mut() {
-                            let mut hit = None;
-                            for &(ci, cn, cl) in &cands {
-                                if let Some(p) = paths.get(&ci) {
-                                    if c.nsid_of(&mut self.buf, p) == Some(nsid) {
-                                        c.nsids.insert(nsid, ci);
-                                        hit = Some((ci, cn, cl));
-                                        break;
-                                    }
-                                }
-                            }
-                            hit
-                        } else {
-                            None
-                        };
-                        peers.push((
-                            ni,
-                            li,
-                            match pick {
-                                Some((ino, pn, pl)) => PeerRef {
-                                    netns_inode: Some(ino),
-                                    ifindex: j,
-                                    ifname: Some(nss[pn].links[pl].name.clone()),
-                                },
-                                None => PeerRef {
-                                    netns_inode: None,
-                                    ifindex: j,
-                                    ifname: None,
-                                },
-                            },
-                        ));
-                    }
-                    (_, Some(nsid)) => {
-                        parents.push((
-                            ni,
-                            li,
-                            conn.as_ref().and_then(|c| c.nsids.get(&nsid).copied()),
-                        ));
-                    }
-                    _ => {}
-                }
+            let name = there
+                .and_then(|p| at.get(&(p, j)))
+                .map(|&(pn, pl)| nss[pn].links[pl].name.clone());
+            if l.kind == "veth" {
+                let peer = PeerRef {
+                    netns_inode: there,
+                    ifindex: j,
+                    ifname: name,
+                };
+                peers.push((ni, li, peer));
+            } else if l.link_netnsid.is_some() {
+                parents.push((ni, li, there, name));
             }
         }
-        for (ni, li, p) in peers {
-            snap.namespaces[ni].links[li].peer = Some(p);
-        }
-        for (ni, li, p) in parents {
-            snap.namespaces[ni].links[li].parent_netns_inode = p;
-        }
+    }
+    for (ni, li, p) in peers {
+        snap.namespaces[ni].links[li].peer = Some(p);
+    }
+    for (ni, li, p, name) in parents {
+        let l = &mut snap.namespaces[ni].links[li];
+        l.parent_netns_inode = p;
+        l.parent = name;
     }
 }
