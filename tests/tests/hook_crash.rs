@@ -12,21 +12,8 @@ use std::os::unix::process::ExitStatusExt;
 use support::*;
 use wirehook_tests::*;
 
-/// Setup's steps, in order (the fail points of the hook and the bridge driver).
-const SETUP_STEPS: [&str; 12] = [
-    "name",
-    "lock",
-    "realize",
-    "allocate",
-    "veth",
-    "address",
-    "route",
-    "ports",
-    "bindmount",
-    "record",
-    "dns",
-    "done",
-];
+/// Setup's steps, in order.
+const SETUP_STEPS: [&str; 12] = BRIDGE_SETUP_STEPS;
 
 /// Teardown's steps: poststop's own, then its detached finisher's.
 const TEARDOWN_STEPS: [&str; 7] = [

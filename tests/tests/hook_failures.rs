@@ -10,20 +10,7 @@ use support::*;
 use wirehook_tests::*;
 
 /// Every step `WIREHOOK_FAIL_AT` can name, in setup order.
-const STEPS: &[&str] = &[
-    "name",
-    "lock",
-    "realize",
-    "allocate",
-    "veth",
-    "address",
-    "route",
-    "ports",
-    "bindmount",
-    "record",
-    "dns",
-    "done",
-];
+const STEPS: &[&str] = &BRIDGE_SETUP_STEPS;
 
 #[test]
 fn failure_at_every_step_leaves_nothing_behind() {

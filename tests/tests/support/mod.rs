@@ -87,6 +87,24 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Every step of a bridge container's setup that `WIREHOOK_FAIL_AT` and
+/// `WIREHOOK_KILL_AT` can name, in order (the hook's and the bridge
+/// driver's fail points).
+pub const BRIDGE_SETUP_STEPS: [&str; 12] = [
+    "name",
+    "lock",
+    "realize",
+    "allocate",
+    "veth",
+    "address",
+    "route",
+    "ports",
+    "bindmount",
+    "record",
+    "dns",
+    "done",
+];
+
 /// Setup that must succeed.
 pub fn wire(host: &TestHost, c: &Container<'_>, ann: &[(&str, &str)]) {
     setup(host, c, ann).expect_success(&format!("setup of {} with {ann:?}", c.id()));
