@@ -284,6 +284,11 @@ page_at() {
     [[ $out == "hello from web" ]] || { echo "unexpected page: $out"; return 1; }
 }
 
+# Does NAME resolve to ADDR inside container C (busybox nslookup)?
+resolves_to() {
+    cexec "$1" timeout 5 nslookup "$2" 2>/dev/null | grep -qw "$3"
+}
+
 sidecar_has_ip() {
     cexec sidecar ip -4 -o addr show dev eth0 | grep -qw "$1"
 }
@@ -433,6 +438,16 @@ main() {
     check "sidecar reaches web's httpd on its own localhost" \
         page_at http://127.0.0.1:80/ cexec sidecar timeout 5 wget
     check "quiet has only lo" quiet_has_only_lo
+
+    heading "Names (the resolver at 127.0.0.11 in each container's own namespace)"
+    info "client's /etc/resolv.conf, mounted by wirehook prepare:"
+    cexec client cat /etc/resolv.conf | indent || true
+    check "client fetches http://web/ by name" \
+        eventually page_at http://web/ cexec client timeout 5 wget
+    check "client resolves web.demo (NAME.NETWORK) to $web_ip" \
+        eventually resolves_to client web.demo "$web_ip"
+    check_fails "other (network other) cannot resolve web: names stay on their network" \
+        resolves_to other web "$web_ip"
 
     heading "Published ports (nft list map inet wirehook pub4_any)"
     in_host nft list map inet wirehook pub4_any | indent
