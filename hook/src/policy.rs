@@ -108,7 +108,82 @@ pub fn enforce(paths: &Paths, policy: &Policy, req: &Request, host_nl: &Netlink)
         }
     }
     check_host_addresses(req, host_nl)?;
-    check_listeners(req)
+    check_listeners(req)?;
+    check_other_scope(paths, req, host_nl)
+}
+
+/// A host port another container publishes in the other scope is refused
+/// too: on every address against on one of them, both ways (nftables keeps
+/// the two in separate maps, so adding the element would not clash). Which
+/// container holds it is found by its address. One lookup per host port
+/// and host address, through one socket.
+fn check_other_scope(paths: &Paths, req: &Request, host_nl: &Netlink) -> Result<()> {
+    use wirehook_shared::firewall::{self, PortRule};
+    let unspecified = |v6: bool| -> IpAddr {
+        if v6 {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        }
+    };
+    let mut host_addrs: Option<Vec<IpAddr>> = None;
+    let mut candidates = Vec::new();
+    for p in &req.ports {
+        for (host_port, _) in p.pairs() {
+            let rule = |host_ip: Option<IpAddr>, v6: bool| PortRule {
+                protocol: p.protocol,
+                host_ip,
+                host_port,
+                container_ip: unspecified(v6),
+                container_port: 0,
+            };
+            match p.host_ip.filter(|ip| !ip.is_unspecified()) {
+                // One address: someone on every address of its family?
+                Some(ip) => candidates.push((host_port, rule(None, ip.is_ipv6()))),
+                // Every address: someone on one of the host's addresses?
+                None => {
+                    let addrs = match &host_addrs {
+                        Some(a) => a,
+                        None => host_addrs.insert(
+                            host_nl
+                                .addresses()?
+                                .into_iter()
+                                .map(|(_, ip, _)| ip)
+                                .collect(),
+                        ),
+                    };
+                    for a in addrs.iter() {
+                        candidates.push((host_port, rule(Some(*a), a.is_ipv6())));
+                    }
+                }
+            }
+        }
+    }
+    let rules: Vec<PortRule> = candidates.iter().map(|(_, r)| r.clone()).collect();
+    for ((host_port, r), found) in candidates.iter().zip(firewall::published_targets(&rules)) {
+        let Some((ip, _)) = found else { continue };
+        // A teardown still finishing lets go of it in a moment.
+        if crate::drivers::bridge::held_by_finishing_teardown(paths, ip) {
+            continue;
+        }
+        let holder = wirehook_shared::store::Records::new(paths)
+            .list()
+            .into_iter()
+            .find(|rec| rec.addresses().any(|a| a == ip))
+            .map_or_else(
+                || ip.to_string(),
+                |rec| format!("container {} ({ip})", rec.name),
+            );
+        let scope = match r.host_ip {
+            Some(a) => format!("on {a}"),
+            None => "on every address".to_string(),
+        };
+        return Err(Error::Conflict(format!(
+            "io.wirehook.ports publishes host port {host_port}/{}, which {holder} already publishes {scope}: pick another host port",
+            r.protocol.as_str()
+        )));
+    }
+    Ok(())
 }
 
 /// A host address in a port mapping must be one of the host's.

@@ -289,3 +289,73 @@ fn container_mode_joins_only_a_container_of_the_same_runtime_root() {
     unwire(&host, owner.id());
     assert_clean(&host);
 }
+
+#[test]
+fn a_port_another_container_publishes_in_the_other_scope_is_refused() {
+    let host = TestHost::new("scope");
+    let a = host.container("a");
+    let b = host.container("b");
+    let c = host.container("c");
+    // a on every address; c on one.
+    wire(
+        &host,
+        &a,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "8800:80"),
+        ],
+    );
+    wire(
+        &host,
+        &c,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "127.0.0.1:8801:80"),
+        ],
+    );
+    let a_name = a.id().to_string();
+    let c_name = c.id().to_string();
+    let out = refused_keeping(
+        &host,
+        &b,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "127.0.0.1:8800:80"),
+        ],
+        &["8800/tcp", &a_name, "every address"],
+    );
+    assert!(out.contains("pick another host port"), "{out}");
+    refused_keeping(
+        &host,
+        &b,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "8801:80"),
+        ],
+        &["8801/tcp", &c_name, "127.0.0.1"],
+    );
+    unwire(&host, a.id());
+    unwire(&host, c.id());
+    assert_clean(&host);
+}
+
+/// Setup must fail with one line containing each of `want`, leaving the
+/// other containers' state as it was.
+fn refused_keeping(
+    host: &TestHost,
+    c: &Container<'_>,
+    ann: &[(&str, &str)],
+    want: &[&str],
+) -> String {
+    let before = state_files(&run_dir(host));
+    let links = links_with_prefix(host, "whv");
+    let out = setup(host, c, ann).expect_failure(&format!("{ann:?}"));
+    let err = out.stderr_str();
+    assert_eq!(err.trim().lines().count(), 1, "{ann:?}: {err}");
+    for w in want {
+        assert!(err.contains(w), "{ann:?}: want {w:?} in {err}");
+    }
+    assert_eq!(state_files(&run_dir(host)), before, "{ann:?}: state");
+    assert_eq!(links_with_prefix(host, "whv"), links, "{ann:?}: links");
+    err
+}

@@ -169,7 +169,7 @@ fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Resul
 
 /// Is `ip` held by a container whose teardown is still finishing (its
 /// lease remains, its record is gone)?
-fn held_by_finishing_teardown(paths: &Paths, ip: IpAddr) -> bool {
+pub(crate) fn held_by_finishing_teardown(paths: &Paths, ip: IpAddr) -> bool {
     let Ok(nets) = std::fs::read_dir(paths.run_dir.join("leases")) else {
         return false;
     };

@@ -403,6 +403,22 @@ pub fn published_target(rule: &PortRule) -> Option<(IpAddr, u16)> {
         .flatten()
 }
 
+/// Where each of `rules`' host ports is published already, if anywhere
+/// (the element's target), looked up through one socket.
+pub fn published_targets(rules: &[PortRule]) -> Vec<Option<(IpAddr, u16)>> {
+    with_socket(|sock| {
+        Ok(rules
+            .iter()
+            .map(|r| {
+                encode(r)
+                    .ok()
+                    .and_then(|el| existing_target_addr(sock, &el))
+            })
+            .collect())
+    })
+    .unwrap_or_else(|_| vec![None; rules.len()])
+}
+
 /// Every published port in the table, read back as rules (for `gc`, which
 /// removes those no container holds: a hook killed between publishing a
 /// port and writing its record leaves one). Read with `nft -j`: gc is not
