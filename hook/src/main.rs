@@ -34,6 +34,7 @@ mod drivers;
 mod finish;
 mod log;
 mod policy;
+mod resolv_mount;
 mod resolve;
 mod state;
 mod undo;
@@ -62,9 +63,11 @@ struct Cli {
 enum Command {
     /// Run as an OCI hook: reads the container state JSON on stdin
     #[command(
-        after_help = "Stages: createRuntime or prestart set up, poststop tears down, others do nothing.\n\
+        after_help = "Stages: createRuntime or prestart set up, poststop tears down, createContainer points the \
+container's /etc/resolv.conf at the resolver when its config mounts none (podman --network none), \
+others do nothing.\n\
 Without STAGE the stage follows from the state's status (stopped: poststop; with a pid: setup), \
-which is what hooks.d/wirehook.json relies on.\n\
+which is what hooks.d/wirehook.json relies on (hooks.d/wirehook-resolv.json names createContainer).\n\
 Example by hand: echo '{\"id\":\"c1\",\"pid\":1234,\"bundle\":\"/b\",\"annotations\":{\"io.wirehook.network\":\"bridge\"}}' | wirehook hook createRuntime"
     )]
     Hook {

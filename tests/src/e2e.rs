@@ -7,7 +7,7 @@
 //!   the mode (removed for `host`, the owner's bind mount for
 //!   `container:X`).
 //! * podman: [`install_shipped_hooks_d`] copies the repository's
-//!   `hooks.d/wirehook.json` into the test host's `--hooks-dir`, changing
+//!   `hooks.d/*.json` into the test host's `--hooks-dir`, changing
 //!   only `hook.path` (the built binary) and adding `--root ROOT` to its
 //!   args. [`E2eContainer::launch`] passes `--network` the way a podman user
 //!   would: `host` for `io.wirehook.network=host`, `container:X` for
@@ -29,19 +29,42 @@ use crate::host::TestHost;
 use crate::runtime::{Runtime, START_TIMEOUT};
 use crate::sys;
 
-/// The repository's shipped hooks.d file.
+/// The repository's shipped hooks.d file for setup and teardown.
 pub fn shipped_hooks_d_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../hooks.d/wirehook.json")
 }
 
-/// Writes a copy of the shipped `hooks.d/wirehook.json` into podman's
-/// hooks directory of `host` ([`Runtime::podman_hooks_dir`]): `hook.path`
-/// is the built binary and `--root ROOT` follows argv\[0\]; everything else
+/// Every shipped hooks.d file (`wirehook.json`, and `wirehook-resolv.json`
+/// for the createContainer stage), sorted.
+pub fn shipped_hooks_d_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hooks.d");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Writes a copy of every shipped hooks.d file into podman's hooks
+/// directory of `host` ([`Runtime::podman_hooks_dir`]): `hook.path` is the
+/// built binary and `--root ROOT` follows argv\[0\]; everything else
 /// (stages, env, timeout, `when`) as shipped. Idempotent. Returns the
-/// written document.
+/// written `wirehook.json`.
 pub fn install_shipped_hooks_d(host: &TestHost) -> Value {
-    let src = shipped_hooks_d_path();
-    let text = std::fs::read(&src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
+    let mut main = None;
+    for src in shipped_hooks_d_files() {
+        let doc = install_hooks_d_file(host, &src);
+        if src == shipped_hooks_d_path() {
+            main = Some(doc);
+        }
+    }
+    main.expect("hooks.d/wirehook.json is shipped")
+}
+
+fn install_hooks_d_file(host: &TestHost, src: &Path) -> Value {
+    let text = std::fs::read(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
     let mut doc: Value = serde_json::from_slice(&text)
         .unwrap_or_else(|e| panic!("{} is not JSON: {e}", src.display()));
     let bin = TestHost::wirehook_bin();
@@ -59,7 +82,7 @@ pub fn install_shipped_hooks_d(host: &TestHost) -> Value {
     args.insert(2, Value::String(root));
     let dir = Runtime::podman_hooks_dir(host);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    let dst = dir.join("wirehook.json");
+    let dst = dir.join(src.file_name().expect("a file name"));
     std::fs::write(&dst, serde_json::to_vec_pretty(&doc).unwrap())
         .unwrap_or_else(|e| panic!("write {}: {e}", dst.display()));
     doc
@@ -164,7 +187,7 @@ impl<'h> E2eContainer<'h> {
                 .collect();
                 for (k, v) in ann {
                     args.push("--annotation".into());
-                    args.push(format!("{k}={v}"));
+                    args.push(crate::runtime::podman_annotation(&k, &v));
                 }
                 args.push("--rootfs".into());
                 args.push(bundle.rootfs().to_str().expect("utf-8").into());

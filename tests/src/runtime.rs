@@ -224,7 +224,7 @@ impl Runtime {
                 ];
                 for (k, v) in bundle.annotations() {
                     args.push("--annotation".into());
-                    args.push(format!("{k}={v}"));
+                    args.push(crate::runtime::podman_annotation(&k, &v));
                 }
                 args.push("--rootfs".into());
                 args.push(bundle.rootfs().to_str().expect("utf-8").into());
@@ -405,6 +405,19 @@ impl Runtime {
                 }
             }
         }
+    }
+}
+
+/// podman's `--annotation` value for `k=v`. podman reads the flag as a
+/// comma-separated list (CSV), so a value with a comma (`aliases=db,mysql`)
+/// must be quoted as one CSV field, the way a user writes
+/// `--annotation '"io.wirehook.aliases=db,mysql"'`.
+pub fn podman_annotation(k: &str, v: &str) -> String {
+    let kv = format!("{k}={v}");
+    if kv.contains(',') || kv.contains('"') {
+        format!("\"{}\"", kv.replace('"', "\"\""))
+    } else {
+        kv
     }
 }
 

@@ -5,9 +5,12 @@
 //! container's name is gone within a second, and so is that of a container
 //! whose process was killed without a poststop.
 //!
-//! podman with `--network none` keeps the image's `/etc/resolv.conf`: it
-//! needs the createContainer-stage mount the design describes, which is
-//! not part of this slice (names still answer at 127.0.0.11 there).
+//! podman runs with the shipped hooks.d files and `--network none`, which
+//! leaves the image's `/etc/resolv.conf` alone: the image here has one
+//! naming an unreachable server, and `hooks.d/wirehook-resolv.json`'s
+//! createContainer stage must replace it. A second podman test gives the
+//! image a hostile `/etc/resolv.conf` (a symlink out of the root) and checks
+//! that the host's file is untouched.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -42,6 +45,20 @@ fn names(rt: Runtime) {
     );
     upstream.configure(&host, "corp.test");
     let token = format!("names-{}-{}", rt.name(), host.name());
+    if rt == Runtime::Podman {
+        install_shipped_hooks_d(&host);
+    }
+    let prepare = |host: &TestHost, b: &Bundle| {
+        // The image's own file, which podman --network none leaves alone.
+        std::fs::write(
+            b.rootfs().join("etc/resolv.conf"),
+            "nameserver 203.0.113.53\n",
+        )
+        .unwrap();
+        if rt != Runtime::Podman {
+            prepare(host, b);
+        }
+    };
 
     let web_b = bundle(
         &host,
@@ -161,4 +178,154 @@ fn runc_containers_find_each_other_by_name() {
 #[test]
 fn crun_containers_find_each_other_by_name() {
     names(Runtime::Crun);
+}
+
+#[test]
+fn podman_containers_find_each_other_by_name() {
+    names(Runtime::Podman);
+}
+
+/// An image whose `/etc/resolv.conf` is a symlink to a host file: the
+/// createContainer stage resolves it inside the container's root, mounts
+/// nothing over the host's file, and the container still starts and
+/// resolves by asking 127.0.0.11 directly. An image without the file gets
+/// one made and mounted.
+#[test]
+fn podman_hostile_resolv_conf_symlink_stays_in_the_root() {
+    let host = TestHost::new("e2enshost");
+    install_shipped_hooks_d(&host);
+    let target = host.root().join("host-secret");
+    std::fs::write(&target, "host file\n").unwrap();
+
+    let web_b = bundle(
+        &host,
+        "web",
+        &["sleep", "3600"],
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.name", "target"),
+        ],
+    );
+    let link = web_b.rootfs().join("etc/resolv.conf");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let bare_b = bundle(
+        &host,
+        "bare",
+        &["sleep", "3600"],
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.name", "bare"),
+        ],
+    );
+    let _ = std::fs::remove_file(bare_b.rootfs().join("etc/resolv.conf"));
+
+    let web = E2eContainer::start(Runtime::Podman, &host, &web_b, &host.unique_id("web"));
+    let bare = E2eContainer::start(Runtime::Podman, &host, &bare_b, &host.unique_id("bare"));
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        "host file\n",
+        "the host file the image's symlink names is untouched"
+    );
+    // Nothing was mounted on the host side of the symlink either.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(target.to_str().unwrap()),
+        "a mount on {}:\n{mounts}",
+        target.display()
+    );
+    // The bare image got a resolv.conf naming the resolver, and resolves.
+    let rc = bare
+        .exec(&["cat", "/etc/resolv.conf"])
+        .expect_success("cat /etc/resolv.conf");
+    assert!(
+        rc.stdout_str().contains("nameserver 127.0.0.11"),
+        "{}",
+        rc.stdout_str()
+    );
+    let web_ip = web.ipv4("eth0").expect("eth0");
+    assert!(
+        resolves(&bare, "target", web_ip),
+        "{}",
+        nslookup(&bare, "target")
+    );
+    // The symlinked one still reaches names at 127.0.0.11.
+    let out = web.exec(&["nslookup", "bare", "127.0.0.11"]);
+    let bare_ip = bare.ipv4("eth0").expect("eth0");
+    assert!(
+        out.stdout_str().contains(&format!("Address: {bare_ip}")),
+        "{}",
+        out.report()
+    );
+    web.stop().expect_success("stop");
+    bare.stop().expect_success("stop");
+    assert_nothing_left(&host, "podman hostile resolv.conf");
+    let leftovers: Vec<_> = std::fs::read_dir(host.root().join("run/wirehook/resolv"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "resolv.conf sources left: {leftovers:?}"
+    );
+}
+
+/// runc and crun run createContainer hooks in the container's mount
+/// namespace before `pivot_root`, as the createContainer stage needs: a
+/// prepared bundle whose resolv.conf mount is taken out again, with
+/// `wirehook hook createContainer` added, gets the resolver in its
+/// `/etc/resolv.conf` all the same.
+fn create_container_stage(rt: Runtime) {
+    let host = TestHost::new(&format!("e2encc{}", rt.name()));
+    let b = bundle(
+        &host,
+        "cc",
+        &["sleep", "3600"],
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.name", "cc"),
+        ],
+    );
+    std::fs::write(
+        b.rootfs().join("etc/resolv.conf"),
+        "nameserver 203.0.113.53\n",
+    )
+    .unwrap();
+    prepare(&host, &b);
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|m| m["destination"] != "/etc/resolv.conf");
+    });
+    let root = host.root().to_str().unwrap().to_string();
+    b.add_hook(
+        "createContainer",
+        &TestHost::wirehook_bin(),
+        &["wirehook", "--root", &root, "hook", "createContainer"],
+        &[],
+        Some(30),
+    );
+    let c = E2eContainer::start(rt, &host, &b, &host.unique_id("cc"));
+    let rc = c
+        .exec(&["cat", "/etc/resolv.conf"])
+        .expect_success("cat /etc/resolv.conf");
+    assert!(
+        rc.stdout_str().contains("nameserver 127.0.0.11"),
+        "{}",
+        rc.stdout_str()
+    );
+    let ip = c.ipv4("eth0").expect("eth0");
+    assert!(resolves(&c, "cc", ip), "{}", nslookup(&c, "cc"));
+    c.stop().expect_success("stop");
+    assert_nothing_left(&host, &format!("{} createContainer", rt.name()));
+}
+
+#[test]
+fn runc_create_container_stage_points_resolv_conf_at_the_resolver() {
+    create_container_stage(Runtime::Runc);
+}
+
+#[test]
+fn crun_create_container_stage_points_resolv_conf_at_the_resolver() {
+    create_container_stage(Runtime::Crun);
 }

@@ -161,6 +161,23 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
             }
         }
     }
+    // Sources of createContainer's resolv.conf mounts: unlinked right after
+    // the mount, so one a minute old was left by a hook that was killed.
+    for f in std::fs::read_dir(paths.run_dir.join("resolv"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let old = f
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(60));
+        if old && !dry_run {
+            let _ = std::fs::remove_file(f.path());
+        }
+    }
     // Published ports that forward to an address no container holds (a
     // setup killed after publishing them, before its record was written):
     // left alone, they would reach the next container given the address.

@@ -1,5 +1,7 @@
 //! `wirehook hook STAGE`: what runtimes call. Setup at createRuntime or
-//! prestart, teardown at poststop, nothing at the other stages.
+//! prestart, teardown at poststop; at createContainer the container's
+//! `/etc/resolv.conf` is pointed at the resolver ([`crate::resolv_mount`]);
+//! nothing at the other stages.
 
 use std::collections::BTreeMap;
 
@@ -59,6 +61,7 @@ pub fn run(paths: &Paths, stage: Option<Stage>) -> Result<()> {
     let stage = stage.unwrap_or_else(|| infer_stage(&state));
     let res = match stage {
         Stage::CreateRuntime | Stage::Prestart => setup(paths, &state),
+        Stage::CreateContainer => crate::resolv_mount::run(paths, &state),
         Stage::Poststop => {
             teardown(paths, &state.id, Finish::Detached);
             Ok(())
