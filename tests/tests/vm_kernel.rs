@@ -167,7 +167,8 @@ fn assert_pings(from: &E2eContainer<'_>, to: &str, what: &str) {
 /// Inside the VM (see [`runc_ipvlan_containers_in_the_vm`]): runc containers
 /// on an ipvlan l2 network over `uplink1` (LAN 203.0.113.0/24, LAN machine
 /// .2) and on an ipvlan network over the 802.1Q parent `uplink1.100`, which
-/// wirehook makes (LAN machine 192.0.2.2 on VLAN 100). wirehook installed
+/// wirehook makes (LAN machine 192.0.2.2 on VLAN 100). The ipvlan
+/// containers reach each other by name (and the VLAN one does not). wirehook installed
 /// with `wirehook prepare`, as a runc user does.
 #[test]
 #[ignore = "needs ipvlan and 802.1Q: runs inside the VM (runc_ipvlan_containers_in_the_vm)"]
@@ -218,6 +219,7 @@ fn in_vm_runc_ipvlan_containers() {
         &[
             ("io.wirehook.network", "lan"),
             ("io.wirehook.ip", "203.0.113.201"),
+            ("io.wirehook.name", "web"),
         ],
     );
     std::fs::create_dir_all(web_b.rootfs().join("var/www")).unwrap();
@@ -227,7 +229,10 @@ fn in_vm_runc_ipvlan_containers() {
     let peer_b = Bundle::busybox(
         &host.root().join("peer"),
         &["sleep", "3600"],
-        &[("io.wirehook.network", "lan")],
+        &[
+            ("io.wirehook.network", "lan"),
+            ("io.wirehook.name", "peer"),
+        ],
     );
     prepare(&host, &peer_b);
     let vl_id = host.unique_id("vl");
@@ -260,6 +265,31 @@ fn in_vm_runc_ipvlan_containers() {
     )
     .expect("HTTP from the LAN machine to the container");
     assert!(reply.contains("ipvlan-e2e"), "{reply}");
+
+    // Names on ipvlan, through the containers' own resolv.conf (prepare's
+    // mount): nothing of the host is on the path.
+    let look = peer.exec(&["nslookup", "web"]);
+    assert!(
+        look.stdout_str().contains("Address: 203.0.113.201"),
+        "peer resolves web on the ipvlan network\n{}",
+        look.report()
+    );
+    let page = peer
+        .exec(&["wget", "-q", "-O", "-", "http://web/"])
+        .expect_success("wget http://web/ by name over ipvlan");
+    assert!(page.stdout_str().contains("ipvlan-e2e"), "{}", page.report());
+    let look = web.exec(&["nslookup", "peer.lan"]);
+    assert!(
+        look.stdout_str().contains(&format!("Address: {peer_ip}")),
+        "web resolves peer.lan\n{}",
+        look.report()
+    );
+    let look = vl.exec(&["nslookup", "web"]);
+    assert!(
+        !look.stdout_str().contains("203.0.113.201"),
+        "a container on another network does not resolve web\n{}",
+        look.report()
+    );
 
     let vlan = host.link("uplink1.100").expect("wirehook made uplink1.100");
     assert_eq!(vlan["linkinfo"]["info_data"]["id"], 100, "{vlan}");
