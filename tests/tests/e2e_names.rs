@@ -29,6 +29,19 @@ fn nslookup(c: &E2eContainer<'_>, name: &str) -> String {
     format!("{}{}", out.stdout_str(), out.stderr_str())
 }
 
+/// The container's own `/etc/resolv.conf` names the resolver.
+fn assert_resolv_conf_names_the_resolver(c: &E2eContainer<'_>) {
+    let rc = c
+        .exec(&["cat", "/etc/resolv.conf"])
+        .expect_success("cat /etc/resolv.conf");
+    assert!(
+        rc.stdout_str().contains("nameserver 127.0.0.11"),
+        "{}'s /etc/resolv.conf does not name the resolver:\n{}",
+        c.name(),
+        rc.stdout_str()
+    );
+}
+
 /// Does `name` resolve to `ip` from `c`?
 fn resolves(c: &E2eContainer<'_>, name: &str, ip: Ipv4Addr) -> bool {
     nslookup(c, name).contains(&format!("Address: {ip}"))
@@ -235,14 +248,7 @@ fn podman_hostile_resolv_conf_symlink_stays_in_the_root() {
         target.display()
     );
     // The bare image got a resolv.conf naming the resolver, and resolves.
-    let rc = bare
-        .exec(&["cat", "/etc/resolv.conf"])
-        .expect_success("cat /etc/resolv.conf");
-    assert!(
-        rc.stdout_str().contains("nameserver 127.0.0.11"),
-        "{}",
-        rc.stdout_str()
-    );
+    assert_resolv_conf_names_the_resolver(&bare);
     let web_ip = web.ipv4("eth0").expect("eth0");
     assert!(
         resolves(&bare, "target", web_ip),
@@ -306,14 +312,7 @@ fn create_container_stage(rt: Runtime) {
         Some(30),
     );
     let c = E2eContainer::start(rt, &host, &b, &host.unique_id("cc"));
-    let rc = c
-        .exec(&["cat", "/etc/resolv.conf"])
-        .expect_success("cat /etc/resolv.conf");
-    assert!(
-        rc.stdout_str().contains("nameserver 127.0.0.11"),
-        "{}",
-        rc.stdout_str()
-    );
+    assert_resolv_conf_names_the_resolver(&c);
     let ip = c.ipv4("eth0").expect("eth0");
     assert!(resolves(&c, "cc", ip), "{}", nslookup(&c, "cc"));
     c.stop().expect_success("stop");

@@ -229,10 +229,7 @@ fn in_vm_runc_ipvlan_containers() {
     let peer_b = Bundle::busybox(
         &host.root().join("peer"),
         &["sleep", "3600"],
-        &[
-            ("io.wirehook.network", "lan"),
-            ("io.wirehook.name", "peer"),
-        ],
+        &[("io.wirehook.network", "lan"), ("io.wirehook.name", "peer")],
     );
     prepare(&host, &peer_b);
     let vl_id = host.unique_id("vl");
@@ -277,7 +274,11 @@ fn in_vm_runc_ipvlan_containers() {
     let page = peer
         .exec(&["wget", "-q", "-O", "-", "http://web/"])
         .expect_success("wget http://web/ by name over ipvlan");
-    assert!(page.stdout_str().contains("ipvlan-e2e"), "{}", page.report());
+    assert!(
+        page.stdout_str().contains("ipvlan-e2e"),
+        "{}",
+        page.report()
+    );
     let look = web.exec(&["nslookup", "peer.lan"]);
     assert!(
         look.stdout_str().contains(&format!("Address: {peer_ip}")),
