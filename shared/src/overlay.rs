@@ -713,6 +713,39 @@ mod tests {
     use super::*;
     use crate::cluster::Kv;
 
+    #[test]
+    fn name_keys_and_records() {
+        let k = name_key("web", "h1", "abc");
+        assert_eq!(k, "/wirehook/v1/names/web/h1/abc");
+        assert_eq!(split_name_key(&k), Some(("web", "h1", "abc")));
+        assert!(k.starts_with(&names_net_prefix("web")));
+        assert!(k.starts_with(&names_prefix()));
+        assert!(
+            !k.starts_with(&net_prefix("web")),
+            "outside the start's read"
+        );
+        for bad in [
+            "/wirehook/v1/names/web/h1",
+            "/wirehook/v1/names/web//abc",
+            "/wirehook/v1/names/web/h1/a/b",
+            "/wirehook/v1/overlay/web/h1/abc",
+        ] {
+            assert_eq!(split_name_key(bad), None, "{bad}");
+        }
+        let r = NameRecord {
+            names: vec!["db".into(), "mysql".into()],
+            addresses: vec!["10.0.1.2".parse().unwrap()],
+        };
+        let v = serde_json::to_vec(&r).unwrap();
+        assert_eq!(NameRecord::parse(&v), Some(r));
+        assert_eq!(NameRecord::parse(b"{"), None);
+        let big = format!(
+            "{{\"names\":[\"{}\"],\"addresses\":[]}}",
+            "a".repeat(MAX_NAME_RECORD)
+        );
+        assert_eq!(NameRecord::parse(big.as_bytes()), None, "too big");
+    }
+
     fn kv(key: &str, value: &str) -> Kv {
         Kv {
             key: key.into(),

@@ -152,12 +152,20 @@ fn kill_resolver(h: &TestHost) {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("SIGKILL the resolver");
+    // Dead once it is gone or a zombie (its parent, init, reaps it when
+    // it gets to it).
+    let dead = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
     assert!(
-        eventually(Duration::from_secs(10), || !std::path::Path::new(&format!(
-            "/proc/{pid}"
-        ))
-        .exists()),
-        "resolver {pid} is gone"
+        eventually(Duration::from_secs(10), dead),
+        "resolver {pid} is dead"
     );
 }
 
@@ -266,14 +274,25 @@ fn a_killed_host_takes_its_names_within_the_lease_ttl() {
     create(&h1, "ov", "10.216.0.0/16");
     let alpha = start(&h1, "ov", "alpha", None);
     let bravo = start(&h2, "ov", "bravo", None);
+    let ttl = TTL.to_string();
+    for h in [&h1, &h2] {
+        h.start_agent(&["--ttl", &ttl]);
+    }
     resolves(&alpha, "bravo", ipv4_of(&bravo));
     resolves(&bravo, "alpha", ipv4_of(&alpha));
+    // By name, over the overlay (once the agents programmed the peers).
+    let bravo_ip = a_of(&alpha, "bravo")[0].to_string();
+    assert!(
+        eventually(PROPAGATE, || support::pings(&alpha, &bravo_ip)),
+        "alpha reaches bravo at the address its name resolved to"
+    );
 
-    // h2 dies: its resolver is killed (no goodbye, the lease is left to
-    // expire); its container's process lives on, nothing restarts the
-    // resolver.
-    kill_resolver(&h2);
+    // h2 dies: its agent and its resolver are killed (no goodbye, the
+    // leases are left to expire); its container's process lives on,
+    // nothing restarts the resolver.
     let killed = Instant::now();
+    h2.kill_agent();
+    kill_resolver(&h2);
     let still = !a_of(&alpha, "bravo").is_empty();
     if killed.elapsed() < Duration::from_secs(TTL - 1) {
         assert!(still, "bravo resolves until h2's lease expires");
