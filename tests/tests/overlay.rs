@@ -422,7 +422,7 @@ fn hosts_starting_their_first_container_at_once_never_share_a_subnet() {
 }
 
 #[test]
-fn a_container_start_costs_one_etcd_request_and_teardown_none() {
+fn a_start_costs_the_hook_one_etcd_request_and_the_resolver_one_put() {
     let cluster = Cluster::with_etcd("ovrt");
     let h1 = cluster.add_host();
     let h2 = cluster.add_host();

@@ -20,7 +20,9 @@
 //! its names with it when the lease expires, whether or not an agent ran
 //! there; a resolver that exits revokes it. A lost lease (the store away
 //! longer than the TTL) gets a new one and every name written again. A new
-//! resolver (after a crash) deletes keys of this host it did not write.
+//! resolver (after a crash) deletes keys of this host it did not write,
+//! once it has attached every live container again (so a live one's name
+//! never flaps).
 //!
 //! Keys: `names/NET/HOST/ID` ([`overlay::name_key`]), value a
 //! [`NameRecord`]. The worker keeps what this host wants in the store
@@ -60,6 +62,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 enum Msg {
     Put(String, Vec<u8>),
     Delete(String),
+    /// The resolver attached every live container from the records: keys
+    /// of this host it did not put since are left over.
+    Restored,
     Stop,
     /// From the watch of generation `.0`.
     Watch(u64, WatchMsg),
@@ -117,6 +122,8 @@ impl Names {
             desired: BTreeMap::new(),
             dirty: BTreeSet::new(),
             remote: HashMap::new(),
+            own: BTreeSet::new(),
+            restored: false,
             generation: 0,
             watching: false,
             stopper: None,
@@ -154,6 +161,11 @@ impl Names {
             .send(Msg::Delete(overlay::name_key(net, &self.me, id)));
     }
 
+    /// Every live container is attached (the resolver's restore is done).
+    pub fn restored(&self) {
+        let _ = self.tx.send(Msg::Restored);
+    }
+
     /// Revoke the lease (this host's names go from the store) and end.
     pub fn stop(mut self) {
         let _ = self.tx.send(Msg::Stop);
@@ -177,6 +189,10 @@ struct Worker {
     dirty: BTreeSet<String>,
     /// Other hosts' keys in the table: key -> (container, network).
     remote: HashMap<String, (String, String)>,
+    /// This host's keys in the store, as last listed and watched.
+    own: BTreeSet<String>,
+    /// [`Msg::Restored`] came: `own` keys not in `desired` are stale.
+    restored: bool,
     generation: u64,
     watching: bool,
     stopper: Option<WatchStopper>,
@@ -224,6 +240,10 @@ impl Worker {
                 Ok(Msg::Delete(key)) => {
                     self.desired.remove(&key);
                     self.dirty.insert(key);
+                }
+                Ok(Msg::Restored) => {
+                    self.restored = true;
+                    self.sweep();
                 }
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
                     self.shutdown();
@@ -314,16 +334,13 @@ impl Worker {
         }
         let listing = self.etcd.range(&overlay::names_prefix())?;
         let mut seen = HashSet::new();
+        let mut own = BTreeSet::new();
         for kv in &listing.kvs {
             let Some((_, host, _)) = overlay::split_name_key(&kv.key) else {
                 continue;
             };
             if host == self.me {
-                // Left by an earlier resolver of this host (killed before
-                // its lease ran out) for a container it no longer has.
-                if !self.desired.contains_key(&kv.key) {
-                    self.dirty.insert(kv.key.clone());
-                }
+                own.insert(kv.key.clone());
                 continue;
             }
             seen.insert(kv.key.clone());
@@ -338,6 +355,8 @@ impl Worker {
         for k in gone {
             self.apply_delete(&k);
         }
+        self.own = own;
+        self.sweep();
         self.generation += 1;
         let watch = self
             .etcd
@@ -367,6 +386,20 @@ impl Worker {
         Ok(())
     }
 
+    /// Keys of this host left by an earlier resolver (killed before its
+    /// lease ran out) for containers that are gone: delete them, once
+    /// every live container has been put again.
+    fn sweep(&mut self) {
+        if !self.restored {
+            return;
+        }
+        for k in &self.own {
+            if !self.desired.contains_key(k) {
+                self.dirty.insert(k.clone());
+            }
+        }
+    }
+
     /// Another host's endpoint, into the table (this host's own keys are
     /// served from the records).
     fn apply_put(&mut self, key: &str, value: &[u8]) {
@@ -374,6 +407,7 @@ impl Worker {
             return;
         };
         if host == self.me {
+            self.own.insert(key.to_string());
             return;
         }
         let Some(rec) = NameRecord::parse(value) else {
@@ -397,6 +431,7 @@ impl Worker {
     }
 
     fn apply_delete(&mut self, key: &str) {
+        self.own.remove(key);
         if let Some((container, net)) = self.remote.remove(key) {
             self.table
                 .write()

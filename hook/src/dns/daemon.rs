@@ -371,6 +371,9 @@ impl Daemon {
             .with_context(|| format!("rename {} to {}", tmp.display(), sock.display()))?;
         self.control_inode = std::fs::metadata(&sock).map(|m| m.ino()).unwrap_or(0);
         self.control = Some(listener);
+        if let Some(n) = &self.names {
+            n.restored();
+        }
         log::info(format!(
             "resolver {pid} ready: {attached} container(s), upstreams [{}] from {}",
             self.ups
