@@ -346,3 +346,50 @@ fn one_host_without_a_store_resolves_overlay_names() {
     nxdomain(&a, "b");
     unwire(&host, a.id());
 }
+
+#[test]
+fn a_restarted_resolver_deletes_the_names_its_predecessor_left() {
+    let cluster = Cluster::with_etcd("ovnr");
+    // A long lease: what goes here goes by the new resolver, not by expiry.
+    let config = |n: usize| {
+        json!({
+            "host_id": format!("h{n}"),
+            "store": cluster.store_url(),
+            "names_ttl": 60,
+        })
+    };
+    let h1 = cluster.add_host_with(config(1));
+    let _u1 = upstream(&h1);
+    let h2 = cluster.add_host_with(config(2));
+    let _u2 = upstream(&h2);
+    create(&h1, "ov", "10.218.0.0/16");
+    let asker = start(&h1, "ov", "asker", None);
+    let keep = start(&h2, "ov", "keep", None);
+    let mut gone = start(&h2, "ov", "gone", None);
+    resolves(&asker, "keep", ipv4_of(&keep));
+    resolves(&asker, "gone", ipv4_of(&gone));
+
+    // h2's resolver dies, then one of its containers without a poststop:
+    // nobody takes that name back, and the lease keeps it.
+    kill_resolver(&h2);
+    gone.kill();
+    assert!(!a_of(&asker, "gone").is_empty(), "kept by the dead lease");
+    // gc starts a new resolver: it attaches `keep` again (on its lease),
+    // then deletes what it did not write, long before the old lease ends.
+    let t = Instant::now();
+    h2.wirehook(&["gc"], None).expect_success("gc");
+    let mut flapped = false;
+    let went = eventually(PROPAGATE, || {
+        flapped |= a_of(&asker, "keep").is_empty();
+        a_of(&asker, "gone").is_empty()
+    });
+    assert!(went, "gone's name left behind");
+    eprintln!(
+        "a dead container's leftover name went {} ms after gc",
+        t.elapsed().as_millis()
+    );
+    assert!(!flapped, "keep resolved all along");
+    resolves(&asker, "keep", ipv4_of(&keep));
+    let keys = name_keys(&cluster);
+    assert_eq!(keys.len(), 2, "asker and keep: {keys:?}");
+}
