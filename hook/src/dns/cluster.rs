@@ -26,7 +26,8 @@
 //!
 //! Keys: `names/NET/HOST/ID` ([`overlay::name_key`]), value a
 //! [`NameRecord`]. The worker keeps what this host wants in the store
-//! (`desired`) and writes what changed (`dirty`), retrying with backoff
+//! (`desired`) and writes what changed (`dirty`) in one transaction per
+//! batch (a burst of starts costs one request), retrying with backoff
 //! while the store is away. Other hosts' names come from one watch of
 //! [`overlay::names_prefix`] from the revision of the last listing, put
 //! in the resolver's table under the container `HOST/ID` (a `/` no local
@@ -56,6 +57,8 @@ const MIN_TTL: u64 = 2;
 /// record.
 const MAX_NAMES: usize = 64;
 const MAX_ADDRS: usize = 16;
+/// Operations in one transaction, at most (etcd's default `--max-txn-ops`).
+const TXN_OPS: usize = 128;
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -230,51 +233,69 @@ impl Worker {
             let wait = wake
                 .saturating_duration_since(now)
                 .max(Duration::from_millis(1));
-            match rx.recv_timeout(wait) {
-                Ok(Msg::Put(key, value)) => {
-                    if self.desired.get(&key) != Some(&value) {
-                        self.desired.insert(key.clone(), value);
-                        self.dirty.insert(key);
-                    }
-                }
-                Ok(Msg::Delete(key)) => {
-                    self.desired.remove(&key);
-                    self.dirty.insert(key);
-                }
-                Ok(Msg::Restored) => {
-                    self.restored = true;
-                    self.sweep();
-                }
-                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                    self.shutdown();
+            let msg = match rx.recv_timeout(wait) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => Msg::Stop,
+            };
+            if !self.handle(msg) {
+                return;
+            }
+            // Whatever else is queued (a burst of starts) goes out with it.
+            while let Ok(msg) = rx.try_recv() {
+                if !self.handle(msg) {
                     return;
                 }
-                Ok(Msg::Watch(g, _) | Msg::WatchEnded(g, _)) if g != self.generation => {}
-                Ok(Msg::Watch(_, WatchMsg::Events { events, .. })) => {
-                    for ev in events {
-                        match ev.kind {
-                            EventKind::Put => self.apply_put(&ev.kv.key, &ev.kv.value),
-                            EventKind::Delete => self.apply_delete(&ev.kv.key),
-                        }
-                    }
-                }
-                Ok(Msg::Watch(_, WatchMsg::Compacted { compact_revision })) => {
-                    log::info(format!(
-                        "resolver: the store compacted past revision {compact_revision}: listing names again"
-                    ));
-                    self.watching = false;
-                }
-                Ok(Msg::WatchEnded(_, why)) => {
-                    log::warn(format!(
-                        "resolver: names watch ended ({why}): listing again"
-                    ));
-                    self.watching = false;
-                    self.retry_at = Some(Instant::now() + self.backoff);
-                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
             }
         }
+    }
+
+    /// Apply one message; false: stopped.
+    fn handle(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Put(key, value) => {
+                if self.desired.get(&key) != Some(&value) {
+                    self.desired.insert(key.clone(), value);
+                    self.dirty.insert(key);
+                }
+            }
+            Msg::Delete(key) => {
+                self.desired.remove(&key);
+                self.dirty.insert(key);
+            }
+            Msg::Restored => {
+                self.restored = true;
+                self.sweep();
+            }
+            Msg::Stop => {
+                self.shutdown();
+                return false;
+            }
+            Msg::Watch(g, _) | Msg::WatchEnded(g, _) if g != self.generation => {}
+            Msg::Watch(_, WatchMsg::Events { events, .. }) => {
+                for ev in events {
+                    match ev.kind {
+                        EventKind::Put => self.apply_put(&ev.kv.key, &ev.kv.value),
+                        EventKind::Delete => self.apply_delete(&ev.kv.key),
+                    }
+                }
+            }
+            Msg::Watch(_, WatchMsg::Compacted { compact_revision }) => {
+                log::info(format!(
+                    "resolver: the store compacted past revision {compact_revision}: listing names again"
+                ));
+                self.watching = false;
+            }
+            Msg::WatchEnded(_, why) => {
+                log::warn(format!(
+                    "resolver: names watch ended ({why}): listing again"
+                ));
+                self.watching = false;
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+        true
     }
 
     /// Lease, listing and watch, then the writes: whatever is missing.
@@ -288,12 +309,23 @@ impl Worker {
         if !self.watching {
             self.relist()?;
         }
-        while let Some(key) = self.dirty.first().cloned() {
-            match self.desired.get(&key) {
-                Some(v) => self.etcd.put(&key, v, self.lease)?,
-                None => self.etcd.delete(&[&key])?,
+        // One transaction per batch of changes (etcd takes 128 operations
+        // in one by default).
+        while !self.dirty.is_empty() {
+            let batch: Vec<String> = self.dirty.iter().take(TXN_OPS).cloned().collect();
+            let puts: Vec<(&str, &[u8])> = batch
+                .iter()
+                .filter_map(|k| Some((k.as_str(), self.desired.get(k)?.as_slice())))
+                .collect();
+            let deletes: Vec<&str> = batch
+                .iter()
+                .filter(|k| !self.desired.contains_key(*k))
+                .map(String::as_str)
+                .collect();
+            self.etcd.write(&puts, self.lease, &deletes)?;
+            for k in &batch {
+                self.dirty.remove(k);
             }
-            self.dirty.remove(&key);
         }
         Ok(())
     }
