@@ -5,8 +5,10 @@
 //! (A, AAAA, PTR) across hosts; names of another overlay network do not
 //! resolve; a stopped container's name goes from every host; a killed
 //! host's names go when its resolver's lease expires; a killed resolver
-//! brought back by `wirehook gc` publishes its names again; on one host
-//! without a store overlay names work as local ones.
+//! brought back by `wirehook gc` publishes its names again and deletes
+//! what its predecessor left; names keep resolving while etcd is away and
+//! follow again when it is back; on one host without a store overlay
+//! names work as local ones.
 
 mod support;
 
@@ -392,4 +394,40 @@ fn a_restarted_resolver_deletes_the_names_its_predecessor_left() {
     resolves(&asker, "keep", ipv4_of(&keep));
     let keys = name_keys(&cluster);
     assert_eq!(keys.len(), 2, "asker and keep: {keys:?}");
+}
+
+#[test]
+fn names_follow_an_etcd_outage() {
+    let cluster = Cluster::with_etcd("ovne");
+    let (h1, _u1) = add_host(&cluster, 1);
+    let (h2, _u2) = add_host(&cluster, 2);
+    create(&h1, "ov", "10.219.0.0/16");
+    let alpha = start(&h1, "ov", "alpha", None);
+    let bravo = start(&h2, "ov", "bravo", None);
+    let keep = start(&h2, "ov", "keep", None);
+    resolves(&alpha, "bravo", ipv4_of(&bravo));
+    resolves(&alpha, "keep", ipv4_of(&keep));
+
+    // etcd goes away: names keep resolving, local and remote (as last
+    // seen); a container stops meanwhile (its poststop needs no etcd).
+    cluster.etcd().stop();
+    resolves(&alpha, "alpha", ipv4_of(&alpha));
+    resolves(&alpha, "keep", ipv4_of(&keep));
+    unwire(&h2, bravo.id());
+
+    // etcd is back: h2's resolver deletes bravo's name (retried), the
+    // watches are set up again, and a new container's name reaches h1.
+    cluster.etcd().restart();
+    assert!(
+        eventually(Duration::from_secs(30), || a_of(&alpha, "bravo").is_empty()),
+        "bravo's name goes once etcd is back"
+    );
+    let charlie = start(&h2, "ov", "charlie", None);
+    assert!(
+        eventually(Duration::from_secs(30), || a_of(&alpha, "charlie")
+            == vec![ipv4_of(&charlie)]),
+        "a name put after the outage reaches h1"
+    );
+    resolves(&alpha, "keep", ipv4_of(&keep));
+    resolves(&charlie, "alpha", ipv4_of(&alpha));
 }
