@@ -127,6 +127,7 @@ impl Names {
             remote: HashMap::new(),
             own: BTreeSet::new(),
             restored: false,
+            active: false,
             generation: 0,
             watching: false,
             stopper: None,
@@ -196,6 +197,8 @@ struct Worker {
     own: BTreeSet<String>,
     /// [`Msg::Restored`] came: `own` keys not in `desired` are stale.
     restored: bool,
+    /// An overlay name was put: from then on the lease and the watch are kept.
+    active: bool,
     generation: u64,
     watching: bool,
     stopper: Option<WatchStopper>,
@@ -299,7 +302,13 @@ impl Worker {
     }
 
     /// Lease, listing and watch, then the writes: whatever is missing.
+    /// Nothing until the first overlay name: a host whose containers are
+    /// all on other networks holds no lease and no watch.
     fn work(&mut self) -> Result<()> {
+        self.active |= !self.desired.is_empty();
+        if !self.active {
+            return Ok(());
+        }
         if self.lease.is_none() {
             let id = self.etcd.lease_grant(self.ttl as i64)?;
             self.lease = Some(id);
