@@ -8,7 +8,9 @@
 //! brought back by `wirehook gc` publishes its names again and deletes
 //! what its predecessor left; names keep resolving while etcd is away and
 //! follow again when it is back; on one host without a store overlay
-//! names work as local ones.
+//! names work as local ones; and real runc containers after `wirehook
+//! prepare` find each other across hosts by name through their own
+//! `/etc/resolv.conf` (busybox `nslookup`, `wget http://ALIAS/`).
 
 mod support;
 
@@ -430,4 +432,74 @@ fn names_follow_an_etcd_outage() {
     );
     resolves(&alpha, "keep", ipv4_of(&keep));
     resolves(&charlie, "alpha", ipv4_of(&alpha));
+}
+
+/// `nslookup NAME` inside a real container, through its own
+/// /etc/resolv.conf: everything it printed.
+fn nslookup(c: &wirehook_tests::e2e::E2eContainer<'_>, name: &str) -> String {
+    let out = c.exec(&["nslookup", name]);
+    format!("{}{}", out.stdout_str(), out.stderr_str())
+}
+
+#[test]
+fn runc_containers_on_two_hosts_find_each_other_by_name() {
+    use wirehook_tests::e2e::{prepare, E2eContainer};
+    let cluster = Cluster::with_etcd("ovnrunc");
+    let (h1, _u1) = add_host(&cluster, 1);
+    let (h2, _u2) = add_host(&cluster, 2);
+    create(&h1, "ov", "10.220.0.0/16");
+    let token = format!("overlay-names-{}", h2.name());
+    let db_b = Bundle::busybox(
+        &h2.root().join("db"),
+        &["httpd", "-f", "-p", "80", "-h", "/var/www"],
+        &[
+            ("io.wirehook.network", "ov"),
+            ("io.wirehook.name", "db"),
+            ("io.wirehook.aliases", "mysql"),
+        ],
+    );
+    std::fs::write(
+        db_b.rootfs().join("var/www/index.html"),
+        format!("{token}\n"),
+    )
+    .unwrap();
+    prepare(&h2, &db_b);
+    let cli_b = Bundle::busybox(
+        &h1.root().join("cli"),
+        &["sleep", "3600"],
+        &[("io.wirehook.network", "ov"), ("io.wirehook.name", "cli")],
+    );
+    prepare(&h1, &cli_b);
+    let db = E2eContainer::start(Runtime::Runc, &h2, &db_b, &h2.unique_id("db"));
+    let cli = E2eContainer::start(Runtime::Runc, &h1, &cli_b, &h1.unique_id("cli"));
+    // h2 joined first and learns of h1 on its next pass (no agents here).
+    h2.wirehook(&["overlay", "reconcile"], None)
+        .expect_success("reconcile on h2");
+    let db_ip = db.ipv4("eth0").expect("db has eth0");
+
+    // The container's own programs, through its own resolv.conf.
+    for name in ["db", "mysql", "db.ov"] {
+        assert!(
+            eventually(PROPAGATE, || nslookup(&cli, name)
+                .contains(&format!("Address: {db_ip}"))),
+            "nslookup {name} on h1:\n{}",
+            nslookup(&cli, name)
+        );
+    }
+    let page = cli.exec(&["wget", "-q", "-O", "-", "http://mysql/"]);
+    assert!(
+        page.stdout_str().contains(&token),
+        "wget http://mysql/ from h1 reaches db on h2: {}",
+        page.report()
+    );
+
+    // runc delete runs poststop on h2: the name goes from h1 too.
+    db.stop().expect_success("runc delete db");
+    assert!(
+        eventually(PROPAGATE, || !nslookup(&cli, "db")
+            .contains(&format!("Address: {db_ip}"))),
+        "db still resolves on h1:\n{}",
+        nslookup(&cli, "db")
+    );
+    cli.stop().expect_success("runc delete cli");
 }
