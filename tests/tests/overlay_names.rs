@@ -268,6 +268,19 @@ fn three_hosts_resolve_each_other_by_name_and_not_across_networks() {
     // The rest still resolve, the new one too.
     resolves(&web, "cache", ipv4_of(&cache));
     resolves(&cache, "peer", ipv4_of(&peer));
+    // How long a new name takes to reach another host after its start
+    // returned.
+    let late = start(&h2, "ov1", "late", None);
+    let started = Instant::now();
+    let ip = ipv4_of(&late);
+    assert!(
+        eventually(PROPAGATE, || a_of(&web, "late") == vec![ip]),
+        "late never resolved on h1"
+    );
+    eprintln!(
+        "a name started on h2 resolved on h1 {} ms after the hook returned",
+        started.elapsed().as_millis()
+    );
 }
 
 #[test]
