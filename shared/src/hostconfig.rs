@@ -55,6 +55,11 @@ pub struct HostConfig {
     /// stub, or a test's own file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolv_conf: Option<PathBuf>,
+    /// Seconds the resolver's lease on this host's container names in the
+    /// cluster store lives without a keepalive: how long the names of a
+    /// host that died still resolve on the others (default 10, at least 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names_ttl: Option<u64>,
 }
 
 impl HostConfig {

@@ -10,9 +10,11 @@
 //! | `overlay/NET/alive/HOST` | empty, on the agent's lease | `wirehook agent` while it runs |
 //! | `subnets/NET/A.B.C.D-LEN` | the claiming host | with its claim: two hosts never hold one subnet |
 //! | `vni/N` | the network | with its config: two networks never share a VNI |
+//! | `names/NET/HOST/ID` | a container's [`NameRecord`] on the network, on the resolver's lease | the host's resolver (`wirehook dns`) while the container runs |
 //!
 //! Everything a host needs for one network is under `overlay/NET/`: a
-//! container start reads that prefix once ([`ClusterView`]) and nothing
+//! container start reads that prefix once (names live beside it, under
+//! `names/NET/`, so that read does not grow with the cluster's containers) ([`ClusterView`]) and nothing
 //! else. Per remote host the kernel gets one route, one neighbour and one
 //! FDB entry ([`Peer`]); containers coming and going change nothing in
 //! the store.
@@ -75,6 +77,58 @@ pub fn subnet_key(net: &str, subnet: &Ipv4Network) -> String {
 
 pub fn subnets_prefix(net: &str) -> String {
     format!("{ROOT}subnets/{net}/")
+}
+
+/// Prefix of every overlay network's container names: what the resolvers
+/// watch.
+pub fn names_prefix() -> String {
+    format!("{ROOT}names/")
+}
+
+/// Prefix of one network's container names.
+pub fn names_net_prefix(net: &str) -> String {
+    format!("{ROOT}names/{net}/")
+}
+
+/// Key of container `id` of host `host` on network `net`.
+pub fn name_key(net: &str, host: &str, id: &str) -> String {
+    format!("{ROOT}names/{net}/{host}/{id}")
+}
+
+/// `(network, host, container id)` of a key under [`names_prefix`].
+pub fn split_name_key(key: &str) -> Option<(&str, &str, &str)> {
+    let rest = key.strip_prefix(ROOT)?.strip_prefix("names/")?;
+    let mut parts = rest.splitn(3, '/');
+    let (net, host, id) = (parts.next()?, parts.next()?, parts.next()?);
+    if net.is_empty() || host.is_empty() || id.is_empty() || id.contains('/') {
+        return None;
+    }
+    Some((net, host, id))
+}
+
+/// Longest [`NameRecord`] value read from the store; larger ones are
+/// skipped (another host's data is not trusted to be small).
+pub const MAX_NAME_RECORD: usize = 8192;
+
+/// One container's endpoint on an overlay network, as its host's resolver
+/// publishes it for the other hosts' resolvers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameRecord {
+    /// First the container's name (reverse lookups answer it), then its
+    /// aliases and short id.
+    pub names: Vec<String>,
+    /// Its addresses on the network.
+    pub addresses: Vec<IpAddr>,
+}
+
+impl NameRecord {
+    /// Parse a value from the store; `None` if it is not one (or too big).
+    pub fn parse(value: &[u8]) -> Option<NameRecord> {
+        if value.len() > MAX_NAME_RECORD {
+            return None;
+        }
+        serde_json::from_slice(value).ok()
+    }
 }
 
 pub fn vni_key(vni: u32) -> String {
@@ -502,6 +556,7 @@ pub fn load_view(store: &dyn Store, net: &str) -> Result<ClusterView> {
 pub fn delete_network(store: &dyn Store, def: &NetworkDef) -> Result<()> {
     store.delete_prefix(&net_prefix(&def.name))?;
     store.delete_prefix(&subnets_prefix(&def.name))?;
+    store.delete_prefix(&names_net_prefix(&def.name))?;
     if let Some(vni) = def.vni {
         // Only if it is still ours.
         if let Some(kv) = store.get(&vni_key(vni))? {
@@ -657,6 +712,39 @@ impl LocalState {
 mod tests {
     use super::*;
     use crate::cluster::Kv;
+
+    #[test]
+    fn name_keys_and_records() {
+        let k = name_key("web", "h1", "abc");
+        assert_eq!(k, "/wirehook/v1/names/web/h1/abc");
+        assert_eq!(split_name_key(&k), Some(("web", "h1", "abc")));
+        assert!(k.starts_with(&names_net_prefix("web")));
+        assert!(k.starts_with(&names_prefix()));
+        assert!(
+            !k.starts_with(&net_prefix("web")),
+            "outside the start's read"
+        );
+        for bad in [
+            "/wirehook/v1/names/web/h1",
+            "/wirehook/v1/names/web//abc",
+            "/wirehook/v1/names/web/h1/a/b",
+            "/wirehook/v1/overlay/web/h1/abc",
+        ] {
+            assert_eq!(split_name_key(bad), None, "{bad}");
+        }
+        let r = NameRecord {
+            names: vec!["db".into(), "mysql".into()],
+            addresses: vec!["10.0.1.2".parse().unwrap()],
+        };
+        let v = serde_json::to_vec(&r).unwrap();
+        assert_eq!(NameRecord::parse(&v), Some(r));
+        assert_eq!(NameRecord::parse(b"{"), None);
+        let big = format!(
+            "{{\"names\":[\"{}\"],\"addresses\":[]}}",
+            "a".repeat(MAX_NAME_RECORD)
+        );
+        assert_eq!(NameRecord::parse(big.as_bytes()), None, "too big");
+    }
 
     fn kv(key: &str, value: &str) -> Kv {
         Kv {

@@ -97,6 +97,40 @@ impl Cluster {
             .sum::<f64>() as u64
     }
 
+    /// Requests etcd has served so far, by gRPC method (`Range`, `Put`,
+    /// `Txn`, `DeleteRange`, `LeaseGrant`, `LeaseKeepAlive`, `Watch`, ...).
+    pub fn etcd_requests_by_method(&self) -> std::collections::BTreeMap<String, u64> {
+        let out = self
+            .underlay
+            .exec(&[
+                "busybox",
+                "wget",
+                "-qO-",
+                &format!("http://{UNDERLAY_GW}:{ETCD_PORT}/metrics"),
+            ])
+            .expect_success("etcd metrics");
+        let mut by = std::collections::BTreeMap::new();
+        for l in out
+            .stdout_str()
+            .lines()
+            .filter(|l| l.starts_with("grpc_server_started_total{"))
+        {
+            let method = l
+                .split("grpc_method=\"")
+                .nth(1)
+                .and_then(|m| m.split('"').next())
+                .unwrap_or("?")
+                .to_string();
+            let n = l
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or(0.0) as u64;
+            *by.entry(method).or_insert(0) += n;
+        }
+        by
+    }
+
     /// `etcd://192.0.2.1:2379`.
     pub fn store_url(&self) -> String {
         format!("etcd://{UNDERLAY_GW}:{ETCD_PORT}")

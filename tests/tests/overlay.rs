@@ -422,7 +422,7 @@ fn hosts_starting_their_first_container_at_once_never_share_a_subnet() {
 }
 
 #[test]
-fn a_container_start_costs_one_etcd_request_and_teardown_none() {
+fn a_start_costs_the_hook_one_etcd_request_and_the_resolver_one_txn() {
     let cluster = Cluster::with_etcd("ovrt");
     let h1 = cluster.add_host();
     let h2 = cluster.add_host();
@@ -430,16 +430,41 @@ fn a_container_start_costs_one_etcd_request_and_teardown_none() {
     let _first = wire_on(&h1, "first", "ov");
     let _other = wire_on(&h2, "other", "ov");
     reconcile(&h1);
-    let before = cluster.etcd_requests();
+    // The resolver of h1 runs (for `first`), holds its lease and watch.
+    let delta = |before: &std::collections::BTreeMap<String, u64>, m: &str| {
+        cluster
+            .etcd_requests_by_method()
+            .get(m)
+            .copied()
+            .unwrap_or(0)
+            - before.get(m).copied().unwrap_or(0)
+    };
+    let before = cluster.etcd_requests_by_method();
     let c = wire_on(&h1, "second", "ov");
-    let after_setup = cluster.etcd_requests();
-    assert_eq!(after_setup - before, 1, "one read of the network's keys");
-    unwire(&h1, c.id());
-    assert_eq!(
-        cluster.etcd_requests(),
-        after_setup,
-        "teardown never asks etcd"
+    // The hook: one read of the network's keys, nothing else (the
+    // resolvers' lease keepalives may tick meanwhile).
+    assert_eq!(delta(&before, "Range"), 1, "one read of the network's keys");
+    assert_eq!(delta(&before, "Put"), 0, "no put");
+    assert_eq!(delta(&before, "LeaseGrant"), 0, "no lease");
+    // The resolver, after it answered the hook: the name, in one
+    // transaction.
+    assert!(
+        eventually(Duration::from_secs(10), || delta(&before, "Txn") == 1),
+        "the resolver writes the container's name once"
     );
+    let after_setup = cluster.etcd_requests_by_method();
+    unwire(&h1, c.id());
+    assert_eq!(delta(&after_setup, "Range"), 0, "teardown reads nothing");
+    // The resolver deletes the name: one transaction.
+    assert!(
+        eventually(Duration::from_secs(10), || delta(&after_setup, "Txn") == 1),
+        "the resolver deletes the container's name once"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for m in ["Txn", "Put", "DeleteRange", "Range"] {
+        let want = u64::from(m == "Txn");
+        assert_eq!(delta(&after_setup, m), want, "{m} after the teardown");
+    }
 }
 
 #[test]

@@ -39,7 +39,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -55,6 +55,8 @@ use wirehook_shared::dns::table::{Endpoint, Table};
 use wirehook_shared::dns::wire::{self, rcode};
 use wirehook_shared::dns::{self, Asker, Outcome, Transport, RESOLVER_ADDR};
 use wirehook_shared::netns::NetNs;
+use wirehook_shared::network::Driver as NetDriver;
+use wirehook_shared::overlay::NameRecord;
 use wirehook_shared::paths::Paths;
 use wirehook_shared::store::{self, Records};
 
@@ -237,6 +239,8 @@ struct Ctr {
     inflight: usize,
     /// Its TCP connections being served.
     tcp_conns: Arc<AtomicUsize>,
+    /// Overlay networks its names are published on in the cluster store.
+    published: Vec<String>,
 }
 
 /// A control connection, until its request line is complete.
@@ -290,6 +294,8 @@ struct Daemon {
     idle_since: Option<Instant>,
     /// Containers came or went since memory was last given back.
     trim_due: bool,
+    /// Names on overlay networks across hosts (a cluster store is set).
+    names: Option<super::cluster::Names>,
 }
 
 fn lock_table(t: &RwLock<Table>) -> std::sync::RwLockReadGuard<'_, Table> {
@@ -302,10 +308,12 @@ impl Daemon {
         let mut seed = [0u8; 8];
         // SAFETY: getrandom into a local buffer.
         unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+        let table = Arc::new(RwLock::new(Table::new()));
+        let names = super::cluster::Names::start(&paths, table.clone());
         let mut d = Daemon {
             ep: Epoll::new().context("epoll_create")?,
             paths,
-            table: Arc::new(RwLock::new(Table::new())),
+            table,
             ctrs: HashMap::new(),
             by_id: HashMap::new(),
             next_key: 1,
@@ -327,6 +335,7 @@ impl Daemon {
             tcp_active: Arc::new(AtomicUsize::new(0)),
             idle_since: None,
             trim_due: false,
+            names,
         };
         d.load_upstreams();
         Ok(d)
@@ -362,6 +371,9 @@ impl Daemon {
             .with_context(|| format!("rename {} to {}", tmp.display(), sock.display()))?;
         self.control_inode = std::fs::metadata(&sock).map(|m| m.ino()).unwrap_or(0);
         self.control = Some(listener);
+        if let Some(n) = &self.names {
+            n.restored();
+        }
         log::info(format!(
             "resolver {pid} ready: {attached} container(s), upstreams [{}] from {}",
             self.ups
@@ -457,6 +469,9 @@ impl Daemon {
         {
             let _ = std::fs::remove_file(&pid_file);
         }
+        if let Some(n) = self.names.take() {
+            n.stop();
+        }
         log::info("resolver exiting: no container left");
     }
 
@@ -520,6 +535,7 @@ impl Daemon {
                 names: Vec::new(),
                 inflight: 0,
                 tcp_conns: Arc::new(AtomicUsize::new(0)),
+                published: Vec::new(),
             },
         );
         self.by_id.insert(id.to_string(), key);
@@ -535,6 +551,7 @@ impl Daemon {
         let names = rec.dns_names();
         let mut nets = Vec::new();
         let mut networks = Vec::new();
+        let mut published = Vec::new();
         for iface in rec.interfaces.iter().filter(|i| i.dns) {
             let ep = Endpoint::new(
                 &rec.id,
@@ -546,6 +563,21 @@ impl Daemon {
             if !nets.contains(&net) {
                 nets.push(net);
                 networks.push(iface.network.clone());
+            }
+            if let Some(n) = &self.names {
+                if iface.driver == NetDriver::Overlay {
+                    let record = NameRecord {
+                        names: ep.names.clone(),
+                        addresses: ep
+                            .v4
+                            .iter()
+                            .map(|a| IpAddr::V4(*a))
+                            .chain(ep.v6.iter().map(|a| IpAddr::V6(*a)))
+                            .collect(),
+                    };
+                    n.put(&iface.network, &rec.id, &record);
+                    published.push(iface.network.clone());
+                }
             }
             table.insert(ep);
         }
@@ -562,6 +594,12 @@ impl Daemon {
             };
             c.networks = networks;
             c.names = shown;
+            let before = std::mem::replace(&mut c.published, published);
+            if let Some(n) = &self.names {
+                for net in before.iter().filter(|n| !c.published.contains(n)) {
+                    n.delete(net, &rec.id);
+                }
+            }
         }
     }
 
@@ -573,6 +611,11 @@ impl Daemon {
             self.ep.del(fd);
         }
         self.by_id.remove(&c.id);
+        if let Some(n) = &self.names {
+            for net in &c.published {
+                n.delete(net, &c.id);
+            }
+        }
         self.trim_due = true;
         self.table
             .write()

@@ -9,6 +9,7 @@
 //! daemon went away with the last one, or after it was killed (the new one
 //! attaches every live container again from the records).
 
+pub mod cluster;
 pub mod daemon;
 
 use std::os::unix::process::CommandExt;

@@ -13,7 +13,9 @@
 //! A container start reads the network's keys once (in `resolve`, kept
 //! for the driver in this process), claims a share if the host has none,
 //! and brings the local entries in line with what it read. Nothing is
-//! written to the store per container, and teardown never talks to it.
+//! written to the store per container by the hook, and teardown never
+//! talks to it: the container's names are published by the resolver
+//! (`crate::dns::cluster`), after it answered the hook.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

@@ -452,6 +452,23 @@ impl Etcd {
         Ok(())
     }
 
+    /// Put `puts` (attached to `lease`) and delete `deletes`, in one
+    /// transaction: one round trip for a batch of changes. Missing keys
+    /// are fine; a key twice is refused.
+    pub fn write(
+        &self,
+        puts: &[(&str, &[u8])],
+        lease: Option<i64>,
+        deletes: &[&str],
+    ) -> Result<()> {
+        if puts.is_empty() && deletes.is_empty() {
+            return Ok(());
+        }
+        check_distinct(puts.iter().map(|(k, _)| *k).chain(deletes.iter().copied()))?;
+        self.call(&TXN, &wire::write_txn(puts, lease, deletes))?;
+        Ok(())
+    }
+
     /// Compact the store's history up to `revision` (watches from older
     /// revisions get [`WatchMsg::Compacted`] afterwards).
     pub fn compact(&self, revision: i64) -> Result<()> {

@@ -81,6 +81,21 @@ pub(crate) fn create_txn(puts: &[(&str, &[u8])]) -> Value {
     json!({ "compare": compare, "success": success })
 }
 
+/// `POST /v3/kv/txn` putting each pair on `lease` and deleting each of
+/// `deletes` (unconditionally, in one revision).
+pub(crate) fn write_txn(puts: &[(&str, &[u8])], lease: Option<i64>, deletes: &[&str]) -> Value {
+    let mut success: Vec<Value> = puts
+        .iter()
+        .map(|(k, v)| json!({ "request_put": put(k, v, lease) }))
+        .collect();
+    success.extend(
+        deletes
+            .iter()
+            .map(|k| json!({ "request_delete_range": { "key": b64(k.as_bytes()) } })),
+    );
+    json!({ "success": success })
+}
+
 /// `POST /v3/kv/put`.
 pub(crate) fn put(key: &str, value: &[u8], lease: Option<i64>) -> Value {
     let mut req = json!({ "key": b64(key.as_bytes()), "value": b64(value) });
@@ -473,6 +488,13 @@ mod tests {
             json!({"success": [
                 {"request_delete_range": {"key": "L2E="}},
                 {"request_delete_range": {"key": "L2I="}},
+            ]})
+        );
+        assert_eq!(
+            write_txn(&[("/k", b"x")], Some(7), &["/a"]),
+            json!({"success": [
+                {"request_put": {"key": "L2s=", "value": "eA==", "lease": "7"}},
+                {"request_delete_range": {"key": "L2E="}},
             ]})
         );
         assert_eq!(

@@ -7,8 +7,8 @@
 //! container on two networks is two endpoints, and a source of records
 //! other than this host's containers (an overlay network's endpoints on
 //! other hosts, kept from an etcd watch) puts and removes its endpoints
-//! through the same [`Table::insert`] and [`Table::remove`], keyed by the
-//! remote container's id.
+//! through the same [`Table::insert`] and [`Table::remove`], keyed by
+//! `HOST/ID` (no local container id has a `/`).
 //!
 //! Lookups are by the asking container's networks ([`NetId`]s), so a name
 //! on a network the asker is not on never resolves (isolation), and a
