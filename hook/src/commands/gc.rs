@@ -2,8 +2,10 @@
 //! or was killed before poststop). A container is gone when no process is
 //! left in its namespace (wirehook's own bind mount may still hold the
 //! namespace) — or, for host and container modes, when its recorded
-//! process is gone. Also removes leftovers that no record owns: leases,
-//! names, bind mounts and host-side veths. Finally the resolver: started
+//! process is gone. Also removes leftovers that no record owns: leases
+//! (also those of a running container whose record does not name them: a
+//! `network connect` killed halfway), names, bind mounts and host-side
+//! veths. Finally the resolver: started
 //! again if it is gone while containers with names run, and told about any
 //! it misses.
 
@@ -93,17 +95,28 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
                 .unwrap_or_default()
                 .trim()
                 .to_string();
-            if !live_ids.contains(&owner)
-                && !finishing_owners.contains(&owner)
-                && records.get(&owner).ok().flatten().is_none()
-            {
-                println!(
-                    "{verb} lease {name} on {} (owner {owner} has no record)",
-                    net.file_name().to_string_lossy()
-                );
-                if !dry_run {
-                    let _ = std::fs::remove_file(lease.path());
+            if finishing_owners.contains(&owner) {
+                continue;
+            }
+            let network = net.file_name().to_string_lossy().to_string();
+            let why = match records.get(&owner).ok().flatten() {
+                None if !live_ids.contains(&owner) => "has no record",
+                // A connect killed after it took the address, before its
+                // record named it (or a disconnect before it let go).
+                Some(r)
+                    if live_ids.contains(&owner)
+                        && !r.interfaces.iter().any(|i| {
+                            i.network == network
+                                && i.addresses.iter().any(|a| a.ip().to_string() == name)
+                        }) =>
+                {
+                    "does not hold it in its record"
                 }
+                _ => continue,
+            };
+            println!("{verb} lease {name} on {network} (owner {owner} {why})");
+            if !dry_run {
+                let _ = std::fs::remove_file(lease.path());
             }
         }
     }
