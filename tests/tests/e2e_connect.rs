@@ -13,7 +13,11 @@
 //! fails halfway leaves nothing. A container still connected when it
 //! stops leaves nothing either. The same on a macvlan network (traffic to
 //! the LAN machine on the parent's segment) and an overlay network on the
-//! local store.
+//! local store. With bare containers: a connect racing the container's
+//! poststop leaks nothing, and `wirehook gc` removes what a connect or
+//! disconnect killed halfway left.
+
+mod support;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -598,4 +602,89 @@ fn runc_connect_to_an_overlay_network_on_the_local_store() {
     app.stop().expect_success("stop app");
     peer.stop().expect_success("stop peer");
     assert_nothing_left(&host, "overlay connect and stop");
+}
+
+/// A connect racing the container's poststop either wins (and the
+/// teardown removes the connected interface with the rest) or finds no
+/// container; nothing is left either way. A connect or disconnect killed
+/// halfway leaves a lease and a host veth the record does not name, which
+/// `wirehook gc` removes while the container runs.
+#[test]
+fn connect_racing_poststop_or_killed_halfway_leaves_nothing() {
+    let host = TestHost::new("conrace");
+    for (name, subnet) in [("front", "10.98.1.0/24"), ("back", "10.98.2.0/24")] {
+        wh(&host, &["network", "create", "--subnet", subnet, name])
+            .expect_success("network create");
+    }
+    let ann = [("io.wirehook.network", "front")];
+    let (mut won, mut lost) = (0, 0);
+    for i in 0..10u64 {
+        let mut c = host.container(&format!("r{i}"));
+        support::wire(&host, &c, &ann);
+        let id = c.id().to_string();
+        let out = std::thread::scope(|s| {
+            let connect = s.spawn(|| wh(&host, &["network", "connect", "back", &id]));
+            std::thread::sleep(Duration::from_millis(i * 7 % 40));
+            support::unwire(&host, &id);
+            connect.join().unwrap()
+        });
+        if out.status.success() {
+            won += 1;
+        } else {
+            lost += 1;
+            refused(out, "connect after poststop", &format!("no container {id}"));
+        }
+        c.kill();
+        assert_nothing_left(&host, &format!("connect racing poststop, round {i}"));
+    }
+    eprintln!("connect before poststop: {won}, after: {lost}");
+
+    // Killed after the interface and the lease, before the record.
+    let mut c = host.container("killed");
+    support::wire(&host, &c, &ann);
+    let id = c.id().to_string();
+    let veths = host_veths(&host);
+    host.wirehook_env(
+        &["network", "connect", "back", &id],
+        None,
+        &[("WIREHOOK_KILL_AT", "connect-record")],
+    )
+    .expect_failure("connect killed halfway");
+    assert_eq!(
+        leases(&host, "back").len(),
+        1,
+        "the killed connect took a lease"
+    );
+    assert_eq!(host_veths(&host).len(), veths.len() + 1, "and made a veth");
+    let out = wh(&host, &["gc"]).expect_success("gc");
+    let text = out.stdout_str();
+    assert!(
+        text.contains(&format!("owner {id} does not hold it in its record")),
+        "{}",
+        out.report()
+    );
+    assert!(text.contains("removed stray veth"), "{}", out.report());
+    assert_eq!(leases(&host, "back"), Vec::<(String, String)>::new());
+    assert_eq!(host_veths(&host), veths);
+    assert_eq!(
+        c.links_json().as_array().unwrap().len(),
+        2,
+        "lo and eth0 left"
+    );
+    // Killed after the record, before the interface and lease are gone.
+    wh(&host, &["network", "connect", "back", &id]).expect_success("connect");
+    host.wirehook_env(
+        &["network", "disconnect", "back", &id],
+        None,
+        &[("WIREHOOK_KILL_AT", "disconnect-record")],
+    )
+    .expect_failure("disconnect killed halfway");
+    assert_eq!(leases(&host, "back").len(), 1, "the lease is still taken");
+    wh(&host, &["gc"]).expect_success("gc");
+    assert_eq!(leases(&host, "back"), Vec::<(String, String)>::new());
+    assert_eq!(host_veths(&host), veths);
+    wh(&host, &["check"]).expect_success("check after gc");
+    support::unwire(&host, &id);
+    c.kill();
+    assert_nothing_left(&host, "killed connect and disconnect, gc, stop");
 }
