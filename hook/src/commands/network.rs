@@ -1,4 +1,5 @@
-//! `wirehook network create|ls|inspect|rm`, with docker's flags.
+//! `wirehook network create|ls|inspect|rm`, with docker's flags, and
+//! `connect|disconnect` (in [`super::connect`]).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
