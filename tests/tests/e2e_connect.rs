@@ -671,8 +671,33 @@ fn connect_racing_poststop_or_killed_halfway_leaves_nothing() {
         2,
         "lo and eth0 left"
     );
+    // Killed after the record, before the resolver heard of it: gc
+    // brings the resolver up to date.
+    host.wirehook_env(
+        &["network", "connect", "back", &id],
+        None,
+        &[("WIREHOOK_KILL_AT", "connect-dns")],
+    )
+    .expect_failure("connect killed before the resolver");
+    let own = format!("{id}.back");
+    assert_eq!(
+        lookup(&c.netns_path(), &own).unwrap_or_default(),
+        Vec::<IpAddr>::new(),
+        "the resolver missed it"
+    );
+    let out = wh(&host, &["gc"]).expect_success("gc");
+    assert!(
+        out.stdout_str()
+            .contains(&format!("updated the networks of {id}")),
+        "{}",
+        out.report()
+    );
+    assert!(
+        lookup(&c.netns_path(), &own).is_some_and(|a| a.len() == 1),
+        "{own} resolves after gc"
+    );
+    assert_eq!(leases(&host, "back").len(), 1, "gc kept the recorded lease");
     // Killed after the record, before the interface and lease are gone.
-    wh(&host, &["network", "connect", "back", &id]).expect_success("connect");
     host.wirehook_env(
         &["network", "disconnect", "back", &id],
         None,

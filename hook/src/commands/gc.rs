@@ -7,7 +7,7 @@
 //! `network connect` killed halfway), names, bind mounts and host-side
 //! veths. Finally the resolver: started
 //! again if it is gone while containers with names run, and told about any
-//! it misses.
+//! it misses or serves on other networks than their records name.
 
 use std::collections::HashSet;
 
@@ -258,18 +258,47 @@ fn names(paths: &Paths, live: &HashSet<String>, dry_run: bool) {
             }
         }
     }
-    let attached: HashSet<String> = match crate::dns::status(paths, true) {
-        Ok(Some(st)) => st.containers.into_iter().map(|c| c.id).collect(),
-        Ok(None) => HashSet::new(),
-        Err(e) => {
-            println!("  problem: {e}");
-            return;
-        }
-    };
-    for r in want.iter().filter(|r| !attached.contains(&r.id)) {
+    // Attached containers and the networks the resolver serves them on.
+    let attached: std::collections::HashMap<String, Vec<String>> =
+        match crate::dns::status(paths, true) {
+            Ok(Some(st)) => st
+                .containers
+                .into_iter()
+                .map(|c| (c.id, c.networks))
+                .collect(),
+            Ok(None) => Default::default(),
+            Err(e) => {
+                println!("  problem: {e}");
+                return;
+            }
+        };
+    for r in &want {
+        let update = match attached.get(&r.id) {
+            None => false,
+            // A `network connect` killed after its record, before it told
+            // the resolver: it serves the container on other networks.
+            Some(nets) if *nets != dns_networks(r) => true,
+            Some(_) => continue,
+        };
         match crate::dns::attach(paths, &r.id) {
+            Ok(()) if update => println!(
+                "updated the networks of {} ({}) in the resolver",
+                r.id, r.name
+            ),
             Ok(()) => println!("attached {} ({}) to the resolver", r.id, r.name),
             Err(e) => println!("  problem: {} ({}): {e}", r.id, r.name),
         }
     }
+}
+
+/// The networks with names a record puts the container on, in the
+/// resolver's order (first appearance).
+fn dns_networks(r: &store::ContainerRecord) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in r.interfaces.iter().filter(|i| i.dns) {
+        if !out.contains(&i.network) {
+            out.push(i.network.clone());
+        }
+    }
+    out
 }
