@@ -713,3 +713,66 @@ fn connect_racing_poststop_or_killed_halfway_leaves_nothing() {
     c.kill();
     assert_nothing_left(&host, "killed connect and disconnect, gc, stop");
 }
+
+/// The operator's policy applies to connect as to setup: only networks
+/// containers may choose, static addresses only where allowed. Hostile
+/// names are refused before they touch anything. One line each, nothing
+/// changed.
+#[test]
+fn connect_obeys_the_policy_and_refuses_hostile_names() {
+    let host = TestHost::new("conpol");
+    for (name, subnet) in [("front", "10.99.1.0/24"), ("back", "10.99.2.0/24")] {
+        wh(&host, &["network", "create", "--subnet", subnet, name])
+            .expect_success("network create");
+    }
+    support::write_policy(
+        &host,
+        r#"{"networks": ["front", "back"], "allow_static_addresses": false}"#,
+    );
+    let c = host.container("pol");
+    support::wire(&host, &c, &[("io.wirehook.network", "front")]);
+    let id = c.id().to_string();
+    let links = c.links_json();
+    let rec = record(&host, &id);
+    refused(
+        wh(
+            &host,
+            &["network", "connect", "--ip", "10.99.2.9", "back", &id],
+        ),
+        "static address against the policy",
+        "allow_static_addresses is false",
+    );
+    support::write_policy(&host, r#"{"networks": ["front"]}"#);
+    refused(
+        wh(&host, &["network", "connect", "back", &id]),
+        "network outside the policy",
+        "network back is not one the policy lets containers choose",
+    );
+    refused(
+        wh(&host, &["network", "connect", "../../etc", &id]),
+        "hostile network name",
+        "invalid network name",
+    );
+    refused(
+        wh(&host, &["network", "connect", "back", "../../etc/passwd"]),
+        "hostile container name",
+        "no container ../../etc/passwd is wired by wirehook",
+    );
+    refused(
+        wh(&host, &["network", "disconnect", "back", "../x"]),
+        "hostile container name",
+        "no container ../x is wired by wirehook",
+    );
+    assert_eq!(c.links_json(), links, "links unchanged");
+    assert_eq!(record(&host, &id), rec, "record unchanged");
+    assert_eq!(leases(&host, "back"), Vec::<(String, String)>::new());
+    support::write_policy(&host, r#"{"networks": ["front", "back"]}"#);
+    wh(
+        &host,
+        &["network", "connect", "--ip", "10.99.2.9", "back", &id],
+    )
+    .expect_success("connect allowed by the policy");
+    support::unwire(&host, &id);
+    drop(c);
+    assert_nothing_left(&host, "policy refusals and a connect");
+}
