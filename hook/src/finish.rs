@@ -144,8 +144,22 @@ const MOUNT_LOCK_STRIPES: u64 = 32;
 /// in at once). Unrelated ids that share a stripe wait for each other only
 /// for the length of one mount or unmount.
 pub fn mount_lock(paths: &Paths, id: &str) -> wirehook_shared::Result<Lock> {
+    striped_lock(paths, "mount", id)
+}
+
+/// Lock serialising the changes to one container's wiring: its setup, its
+/// poststop teardown, and `wirehook network connect`/`disconnect` on it
+/// (so a connect racing poststop cannot add an interface after the
+/// teardown read the record). Striped like [`mount_lock`], over other
+/// files; always taken before a network's lock, never while the mount
+/// lock is held.
+pub fn wiring_lock(paths: &Paths, id: &str) -> wirehook_shared::Result<Lock> {
+    striped_lock(paths, "wiring", id)
+}
+
+fn striped_lock(paths: &Paths, prefix: &str, id: &str) -> wirehook_shared::Result<Lock> {
     let dir = paths.locks_dir();
-    let stripe = |n: u64| dir.join(format!("mount-{n:02}.lock"));
+    let stripe = |n: u64| dir.join(format!("{prefix}-{n:02}.lock"));
     let mine = stripe(wirehook_shared::network::stable_hash(id.as_bytes()) % MOUNT_LOCK_STRIPES);
     if !mine.exists() {
         fsutil::ensure_dir(&dir)?;

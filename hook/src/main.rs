@@ -74,7 +74,7 @@ Example by hand: echo '{\"id\":\"c1\",\"pid\":1234,\"bundle\":\"/b\",\"annotatio
         /// The OCI hook stage (default: from the state's status)
         stage: Option<commands::hook::Stage>,
     },
-    /// Create, list, inspect and remove networks
+    /// Create, list, inspect and remove networks; connect running containers to them and disconnect them
     #[command(subcommand)]
     Network(commands::network::NetworkCmd),
     /// List the containers wirehook wired

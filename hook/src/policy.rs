@@ -112,6 +112,34 @@ pub fn enforce(paths: &Paths, policy: &Policy, req: &Request, host_nl: &Netlink)
     check_other_scope(paths, req, host_nl)
 }
 
+/// What the policy says about `wirehook network connect NET CTR [--ip
+/// A]...`: the network must be one containers may choose, and static
+/// addresses need `allow_static_addresses`, as at setup.
+pub fn enforce_connect(
+    paths: &Paths,
+    policy: &Policy,
+    network: &str,
+    ips: &[IpAddr],
+) -> Result<()> {
+    let file = paths.policy_file();
+    if let Some(allowed) = &policy.networks {
+        if !allowed.iter().any(|n| n == network) {
+            return Err(Error::invalid(format!(
+                "network {network} is not one the policy lets containers choose (\"networks\" in {}): use one of: {}",
+                file.display(),
+                allowed.join(", ")
+            )));
+        }
+    }
+    if !ips.is_empty() && !policy.allow_static_addresses {
+        return Err(Error::invalid(format!(
+            "--ip asks for a static address, which the policy does not allow (allow_static_addresses is false in {}): drop --ip, or ask the operator to set \"allow_static_addresses\": true",
+            file.display()
+        )));
+    }
+    Ok(())
+}
+
 /// A host port another container publishes in the other scope is refused
 /// too: on every address against on one of them, both ways (nftables keeps
 /// the two in separate maps, so adding the element would not clash). Which

@@ -63,7 +63,7 @@ pub fn networks(
             }
             None if !req.inline.is_empty() => define_inline(paths, nl, name, req)?,
             None => {
-                let known: Vec<String> = store.list()?.into_iter().map(|d| d.name).collect();
+                let known = known_names(paths)?;
                 return Err(Error::NotFound(format!(
                     "io.wirehook.network names network {name}, which does not exist: create it with `wirehook network create {name}`{}",
                     if known.is_empty() { String::new() } else { format!(" or use one of: {}", known.join(", ")) }
@@ -100,6 +100,24 @@ pub fn networks(
         }
     }
     Ok(defs)
+}
+
+/// A defined network by name: the operator's, the built-in `bridge`, or
+/// an overlay network in the cluster store.
+pub fn lookup(paths: &Paths, nl: &Netlink, name: &str) -> Result<Option<NetworkDef>> {
+    match Networks::new(paths).get_or_builtin(name, || host_routes(nl))? {
+        Some(def) => Ok(Some(def)),
+        None => crate::drivers::overlay::lookup(paths, name),
+    }
+}
+
+/// The names of the defined local networks, for messages.
+pub fn known_names(paths: &Paths) -> Result<Vec<String>> {
+    Ok(Networks::new(paths)
+        .list()?
+        .into_iter()
+        .map(|d| d.name)
+        .collect())
 }
 
 fn inline_options(name: &str, req: &Request) -> Result<CreateOptions> {

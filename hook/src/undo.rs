@@ -33,6 +33,12 @@ pub enum Change {
     Sharer { owner: String, sharer: String },
     /// The container's names in the resolver.
     Dns(String),
+    /// The container's record as it was before a change (connect): put
+    /// back.
+    RecordBefore(Box<store::ContainerRecord>),
+    /// The resolver serves the container from its record: told to follow
+    /// it again (after [`Change::RecordBefore`] put the old one back).
+    DnsRefresh(String),
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +74,8 @@ impl Undo {
                     store::Records::new(paths).remove_sharer(owner, sharer)
                 }
                 Change::Dns(id) => crate::dns::detach(paths, id),
+                Change::RecordBefore(rec) => store::Records::new(paths).put(rec),
+                Change::DnsRefresh(id) => crate::dns::follow(paths, id),
             };
             match res {
                 Ok(()) => log::info(format!("rollback: undid {c:?}")),

@@ -280,6 +280,12 @@ fn alias_check(a: &str) -> std::result::Result<(), Bad> {
     Ok(())
 }
 
+/// One alias given some other way than the annotation (`wirehook network
+/// connect --alias`): the same rules, the error naming `what`.
+pub fn validate_alias(what: &str, a: &str) -> Result<()> {
+    alias_check(a).map_err(|b| b.error(&format!("{what} {}", quote(a))))
+}
+
 /// A valid network name (also used as a file name):
 /// `[A-Za-z0-9][A-Za-z0-9_.-]*`, 1 to 64 bytes.
 pub fn validate_network_name(name: &str) -> Result<()> {

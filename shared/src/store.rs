@@ -78,6 +78,13 @@ pub struct InterfaceRecord {
     /// The network is `--internal`: no forwarding of outside names for it.
     #[serde(default, skip_serializing_if = "is_false")]
     pub internal: bool,
+    /// Names the container has on this network only (`wirehook network
+    /// connect --alias`), besides its name and `io.wirehook.aliases`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Added to the running container by `wirehook network connect`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub connected: bool,
 }
 
 fn yes() -> bool {
@@ -156,6 +163,15 @@ impl ContainerRecord {
         if self.id.len() > 12 && self.id.bytes().all(|b| b.is_ascii_hexdigit()) {
             out.push(self.id[..12].to_string());
         }
+        out
+    }
+
+    /// The names it resolves by on the network of `iface`: its
+    /// [`dns_names`](Self::dns_names), then the aliases it has on that
+    /// network only.
+    pub fn dns_names_on(&self, iface: &InterfaceRecord) -> Vec<String> {
+        let mut out = self.dns_names();
+        out.extend(iface.aliases.iter().cloned());
         out
     }
 }

@@ -167,9 +167,11 @@ fn assert_pings(from: &E2eContainer<'_>, to: &str, what: &str) {
 /// Inside the VM (see [`runc_ipvlan_containers_in_the_vm`]): runc containers
 /// on an ipvlan l2 network over `uplink1` (LAN 203.0.113.0/24, LAN machine
 /// .2) and on an ipvlan network over the 802.1Q parent `uplink1.100`, which
-/// wirehook makes (LAN machine 192.0.2.2 on VLAN 100). The ipvlan
-/// containers reach each other by name (and the VLAN one does not). wirehook installed
-/// with `wirehook prepare`, as a runc user does.
+/// wirehook makes (LAN machine 192.0.2.2 on VLAN 100), and one on the
+/// built-in bridge connected to the ipvlan network with `wirehook network
+/// connect`. The ipvlan containers reach each other by name (and the VLAN
+/// one does not). wirehook installed with `wirehook prepare`, as a runc
+/// user does.
 #[test]
 #[ignore = "needs ipvlan and 802.1Q: runs inside the VM (runc_ipvlan_containers_in_the_vm)"]
 fn in_vm_runc_ipvlan_containers() {
@@ -301,6 +303,50 @@ fn in_vm_runc_ipvlan_containers() {
         "192.0.2.2",
         "the VLAN 100 container reaches the LAN machine over 802.1Q",
     );
+
+    // `network connect` to the ipvlan network: a container on the
+    // built-in bridge gets eth1 on lan, reaches the LAN and is resolved
+    // by name there; disconnected, its name is gone within 1 s; connected
+    // again, its stop removes everything.
+    let app_b = Bundle::busybox(
+        &host.root().join("app"),
+        &["sleep", "3600"],
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.name", "app"),
+        ],
+    );
+    prepare(&host, &app_b);
+    let app = E2eContainer::start(rt, &host, &app_b, &host.unique_id("app"));
+    host.wirehook(&["network", "connect", "lan", "app"], None)
+        .expect_success("network connect lan app");
+    let eth1: Value = app.kernel_json(&["ip", "-j", "-d", "link", "show", "eth1"]);
+    assert_eq!(eth1[0]["linkinfo"]["info_kind"], "ipvlan", "{eth1}");
+    let app_lan = app
+        .ipv4("eth1")
+        .expect("app has an address on lan")
+        .to_string();
+    assert_pings(&app, &peer_ip, "app reaches peer on lan");
+    assert_pings(&app, "203.0.113.2", "app reaches the LAN machine");
+    let names = |c: &E2eContainer<'_>, name: &str| {
+        let out = c.exec(&["nslookup", name]);
+        format!("{}{}", out.stdout_str(), out.stderr_str())
+    };
+    let seen = names(&peer, "app");
+    assert!(seen.contains(&format!("Address: {app_lan}")), "{seen}");
+    host.wirehook(&["network", "disconnect", "lan", "app"], None)
+        .expect_success("network disconnect lan app");
+    let t = Instant::now();
+    while names(&peer, "app").contains(&app_lan) {
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "app still resolves on lan 1 s after the disconnect"
+        );
+    }
+    assert_eq!(app.link_names(), ["lo", "eth0"]);
+    host.wirehook(&["network", "connect", "lan", "app"], None)
+        .expect_success("network connect lan app again");
+    app.stop().expect_success("runc delete app");
 
     web.stop().expect_success("runc delete web");
     peer.stop().expect_success("runc delete peer");

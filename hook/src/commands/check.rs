@@ -13,42 +13,60 @@ use wirehook_shared::store::ContainerRecord;
 use crate::drivers::{self, HostCx};
 
 /// Does the resolver answer for `rec`: attached (same namespace), and a
-/// query for its name from inside its namespace gets an answer?
+/// query for its name on each of its networks with names (`NAME.NETWORK`)
+/// sent from inside its namespace to 127.0.0.11 gets an answer with an
+/// address? The queries are sent even when the control socket does not
+/// answer: they are what "answers" means.
 fn check_names(
     rec: &ContainerRecord,
     resolver: &wirehook_shared::Result<Option<Status>>,
 ) -> Vec<String> {
-    let st = match resolver {
-        Err(e) => return vec![format!("names: {e}")],
+    let mut out = Vec::new();
+    match resolver {
+        Err(e) => out.push(format!("names: the resolver's control socket: {e}")),
         Ok(None) => {
             return vec![
                 "names: the resolver is not running (`wirehook gc` starts it again)".into(),
             ]
         }
-        Ok(Some(st)) => st,
-    };
-    match st.containers.iter().find(|c| c.id == rec.id) {
-        None => return vec!["names: not attached to the resolver (`wirehook gc` attaches it)".into()],
-        Some(c) if c.netns_inode != rec.netns_inode => {
-            return vec!["names: the resolver serves an older namespace of this container (`wirehook gc` fixes it)".into()]
-        }
-        Some(_) => {}
+        Ok(Some(st)) => match st.containers.iter().find(|c| c.id == rec.id) {
+            None => out.push(
+                "names: not attached to the resolver (`wirehook gc` attaches it)".into(),
+            ),
+            Some(c) if c.netns_inode != rec.netns_inode => out.push(
+                "names: the resolver serves an older namespace of this container (`wirehook gc` fixes it)".into(),
+            ),
+            Some(_) => {}
+        },
     }
-    let (Some(path), Some(name)) = (
-        rec.netns_path.as_ref(),
-        rec.dns_names()
+    let Some(path) = rec.netns_path.as_ref() else {
+        return out;
+    };
+    for iface in rec.interfaces.iter().filter(|i| i.dns) {
+        let Some(name) = rec
+            .dns_names_on(iface)
             .into_iter()
-            .find(|n| valid_name(&n.to_ascii_lowercase())),
-    ) else {
-        return Vec::new();
-    };
-    match crate::dns::probe(path, &name) {
-        Ok(rcode::NOERROR) => Vec::new(),
-        Ok(rc) => vec![format!(
-            "names: 127.0.0.11 answers rcode {rc} for its own name {name}"
-        )],
-        Err(e) => vec![format!("names: {e}")],
+            .map(|n| {
+                format!(
+                    "{}.{}",
+                    n.to_ascii_lowercase(),
+                    iface.network.to_ascii_lowercase()
+                )
+            })
+            .find(|n| valid_name(n))
+        else {
+            continue;
+        };
+        match crate::dns::probe(path, &name) {
+            Ok(rcode::NOERROR) => {}
+            Ok(rc) => out.push(format!(
+                "names: 127.0.0.11 answers rcode {rc} for {name} (its own name on {})",
+                iface.network
+            )),
+            Err(e) => out.push(format!("names: query for {name}: {e}")),
+        }
     }
+    out
 }
 
 pub fn run(paths: &Paths, which: Option<&str>) -> Result<()> {

@@ -2,10 +2,12 @@
 //! or was killed before poststop). A container is gone when no process is
 //! left in its namespace (wirehook's own bind mount may still hold the
 //! namespace) — or, for host and container modes, when its recorded
-//! process is gone. Also removes leftovers that no record owns: leases,
-//! names, bind mounts and host-side veths. Finally the resolver: started
+//! process is gone. Also removes leftovers that no record owns: leases
+//! (also those of a running container whose record does not name them: a
+//! `network connect` killed halfway), names, bind mounts and host-side
+//! veths. Finally the resolver: started
 //! again if it is gone while containers with names run, and told about any
-//! it misses.
+//! it misses or serves on other networks than their records name.
 
 use std::collections::HashSet;
 
@@ -93,17 +95,28 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
                 .unwrap_or_default()
                 .trim()
                 .to_string();
-            if !live_ids.contains(&owner)
-                && !finishing_owners.contains(&owner)
-                && records.get(&owner).ok().flatten().is_none()
-            {
-                println!(
-                    "{verb} lease {name} on {} (owner {owner} has no record)",
-                    net.file_name().to_string_lossy()
-                );
-                if !dry_run {
-                    let _ = std::fs::remove_file(lease.path());
+            if finishing_owners.contains(&owner) {
+                continue;
+            }
+            let network = net.file_name().to_string_lossy().to_string();
+            let why = match records.get(&owner).ok().flatten() {
+                None if !live_ids.contains(&owner) => "has no record",
+                // A connect killed after it took the address, before its
+                // record named it (or a disconnect before it let go).
+                Some(r)
+                    if live_ids.contains(&owner)
+                        && !r.interfaces.iter().any(|i| {
+                            i.network == network
+                                && i.addresses.iter().any(|a| a.ip().to_string() == name)
+                        }) =>
+                {
+                    "does not hold it in its record"
                 }
+                _ => continue,
+            };
+            println!("{verb} lease {name} on {network} (owner {owner} {why})");
+            if !dry_run {
+                let _ = std::fs::remove_file(lease.path());
             }
         }
     }
@@ -262,18 +275,47 @@ fn names(paths: &Paths, live: &HashSet<String>, dry_run: bool) {
             }
         }
     }
-    let attached: HashSet<String> = match crate::dns::status(paths, true) {
-        Ok(Some(st)) => st.containers.into_iter().map(|c| c.id).collect(),
-        Ok(None) => HashSet::new(),
-        Err(e) => {
-            println!("  problem: {e}");
-            return;
-        }
-    };
-    for r in want.iter().filter(|r| !attached.contains(&r.id)) {
+    // Attached containers and the networks the resolver serves them on.
+    let attached: std::collections::HashMap<String, Vec<String>> =
+        match crate::dns::status(paths, true) {
+            Ok(Some(st)) => st
+                .containers
+                .into_iter()
+                .map(|c| (c.id, c.networks))
+                .collect(),
+            Ok(None) => Default::default(),
+            Err(e) => {
+                println!("  problem: {e}");
+                return;
+            }
+        };
+    for r in &want {
+        let update = match attached.get(&r.id) {
+            None => false,
+            // A `network connect` killed after its record, before it told
+            // the resolver: it serves the container on other networks.
+            Some(nets) if *nets != dns_networks(r) => true,
+            Some(_) => continue,
+        };
         match crate::dns::attach(paths, &r.id) {
+            Ok(()) if update => println!(
+                "updated the networks of {} ({}) in the resolver",
+                r.id, r.name
+            ),
             Ok(()) => println!("attached {} ({}) to the resolver", r.id, r.name),
             Err(e) => println!("  problem: {} ({}): {e}", r.id, r.name),
         }
     }
+}
+
+/// The networks with names a record puts the container on, in the
+/// resolver's order (first appearance).
+fn dns_networks(r: &store::ContainerRecord) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in r.interfaces.iter().filter(|i| i.dns) {
+        if !out.contains(&i.network) {
+            out.push(i.network.clone());
+        }
+    }
+    out
 }

@@ -106,6 +106,9 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
     paths.check_state_dirs()?;
     // gc waits for this setup (and this setup for a running gc).
     let _in_flight = wirehook_shared::fsutil::Lock::shared(&paths.setup_lock())?;
+    // A connect or disconnect of this id waits for the setup (and for
+    // its rollback, should it fail).
+    let _wiring = crate::finish::wiring_lock(paths, &state.id)?;
     log::phase("parse");
     if let Some(existing) = records.get(&state.id)? {
         if existing.netns_inode == netns.inode() {
@@ -336,8 +339,18 @@ pub enum Finish {
 
 /// Teardown by container id; always succeeds, logs what it could not do.
 pub fn teardown(paths: &Paths, id: &str, finish: Finish) -> Vec<String> {
+    // The record is read under the wiring lock, so a connect or
+    // disconnect running now finishes first and its interface is torn
+    // down too.
+    let lock = match crate::finish::wiring_lock(paths, id) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::warn(format!("poststop: cannot take the wiring lock: {e}"));
+            None
+        }
+    };
     match Records::new(paths).get(id) {
-        Ok(Some(rec)) => teardown_record(paths, &rec, finish),
+        Ok(Some(rec)) => teardown_locked(paths, &rec, finish, lock),
         Ok(None) => {
             log::info("poststop: no record, nothing to tear down");
             Vec::new()
@@ -370,6 +383,18 @@ fn netns_in_use(paths: &Paths, rec: &ContainerRecord) -> bool {
 
 /// Remove everything the record says wirehook made.
 pub fn teardown_record(paths: &Paths, rec: &ContainerRecord, finish: Finish) -> Vec<String> {
+    teardown_locked(paths, rec, finish, None)
+}
+
+/// [`teardown_record`], letting go of the container's wiring lock (if
+/// held) once the record is gone, before the slow tail: a detached
+/// finisher must not keep it.
+fn teardown_locked(
+    paths: &Paths,
+    rec: &ContainerRecord,
+    finish: Finish,
+    wiring: Option<wirehook_shared::fsutil::Lock>,
+) -> Vec<String> {
     let host_nl = match Netlink::new() {
         Ok(nl) => nl,
         Err(e) => {
@@ -431,6 +456,7 @@ pub fn teardown_record(paths: &Paths, rec: &ContainerRecord, finish: Finish) -> 
     }
     log::phase("record");
     wirehook_shared::error::kill_point("teardown-record");
+    drop(wiring);
     let deferred = std::mem::take(&mut cx.deferred);
     let mut problems = cx.problems;
     match finish {

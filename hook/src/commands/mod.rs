@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod check;
+pub mod connect;
 pub mod gc;
 pub mod hook;
 pub mod network;

@@ -1,4 +1,5 @@
-//! `wirehook network create|ls|inspect|rm`, with docker's flags.
+//! `wirehook network create|ls|inspect|rm`, with docker's flags, and
+//! `connect|disconnect` (in [`super::connect`]).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -50,6 +51,32 @@ pub enum NetworkCmd {
     Rm {
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Add a network to a running container (the next free ethN)
+    #[command(
+        after_help = "CONTAINER is the id, name or a unique id prefix of a running container wired by wirehook (not one in host, none or container: mode). The new interface gets no default route and publishes no ports (those stay with the first); it is in the container's record, so stopping the container removes it. Names follow at once: the container resolves the network's names, and they resolve it by its name, its io.wirehook.aliases and the --alias names given here (on this network only).
+Examples:
+  wirehook network connect back web
+  wirehook network connect --ip 10.89.3.10 --alias api back web"
+    )]
+    Connect {
+        /// Static address in the network's subnet (one per subnet; repeatable)
+        #[arg(long, value_name = "IP")]
+        ip: Vec<IpAddr>,
+        /// Another name of the container on this network only (repeatable)
+        #[arg(long, value_name = "NAME")]
+        alias: Vec<String>,
+        /// Network name
+        network: String,
+        /// Container id or name
+        container: String,
+    },
+    /// Take a network away from a running container (not its last)
+    Disconnect {
+        /// Network name
+        network: String,
+        /// Container id or name
+        container: String,
     },
 }
 
@@ -110,6 +137,15 @@ pub fn run(paths: &Paths, cmd: NetworkCmd) -> Result<()> {
         NetworkCmd::Create(a) => create(paths, *a),
         NetworkCmd::Ls { json, quiet } => ls(paths, json, quiet),
         NetworkCmd::Inspect { names } => inspect(paths, &names),
+        NetworkCmd::Connect {
+            ip,
+            alias,
+            network,
+            container,
+        } => crate::commands::connect::connect(paths, &network, &container, &ip, &alias),
+        NetworkCmd::Disconnect { network, container } => {
+            crate::commands::connect::disconnect(paths, &network, &container)
+        }
         NetworkCmd::Rm { names } => {
             for n in &names {
                 rm(paths, n)?;
@@ -375,7 +411,10 @@ fn inspect_json(paths: &Paths, d: &NetworkDef, records: &[ContainerRecord]) -> s
             json!({
                 "id": r.id,
                 "name": r.name,
+                "aliases": r.aliases.iter().chain(iface.map(|i| i.aliases.iter()).into_iter().flatten()).collect::<Vec<_>>(),
+                "dns_names": iface.filter(|i| i.dns).map(|i| r.dns_names_on(i)).unwrap_or_default(),
                 "interface": iface.map(|i| i.ifname.clone()),
+                "connected": iface.is_some_and(|i| i.connected),
                 "mac": iface.map(|i| i.mac.clone()),
                 "addresses": iface.map(|i| i.addresses.clone()).unwrap_or_default(),
             })

@@ -1,6 +1,8 @@
 //! `wirehook ps`: the containers wirehook wired, from their records (the
-//! name column shows aliases in parentheses), and the peers of the overlay
-//! networks this host has joined.
+//! name column shows aliases in parentheses, the network column a
+//! network's own aliases (`network connect --alias`) in parentheses after
+//! it, and an interface `network connect` added is marked `+`), and the
+//! peers of the overlay networks this host has joined.
 
 use anyhow::Result;
 use wirehook_shared::overlay::LocalState;
@@ -70,7 +72,13 @@ pub fn run(paths: &Paths, json: bool) -> Result<()> {
                         .unwrap_or_else(|| short_id(o))
                 ),
                 (None, true) => r.mode.to_string(),
-                (None, false) => join(&|i| i.network.clone()),
+                (None, false) => join(&|i| {
+                    if i.aliases.is_empty() {
+                        i.network.clone()
+                    } else {
+                        format!("{}({})", i.network, i.aliases.join(","))
+                    }
+                }),
             };
             [
                 short_id(&r.id).to_string(),
@@ -81,7 +89,13 @@ pub fn run(paths: &Paths, json: bool) -> Result<()> {
                 },
                 r.mode.to_string(),
                 network,
-                join(&|i| i.ifname.clone()),
+                join(&|i| {
+                    if i.connected {
+                        format!("{}+", i.ifname)
+                    } else {
+                        i.ifname.clone()
+                    }
+                }),
                 join(&|i| {
                     i.addresses
                         .iter()

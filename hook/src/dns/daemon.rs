@@ -548,7 +548,6 @@ impl Daemon {
     fn refresh(&mut self, key: u64, rec: &store::ContainerRecord) {
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         table.remove_container(&rec.id);
-        let names = rec.dns_names();
         let mut nets = Vec::new();
         let mut networks = Vec::new();
         let mut published = Vec::new();
@@ -556,7 +555,7 @@ impl Daemon {
             let ep = Endpoint::new(
                 &rec.id,
                 &iface.network,
-                &names,
+                rec.dns_names_on(iface),
                 iface.addresses.iter().map(|a| a.ip()),
             );
             let net = table.net_id(&iface.network);
@@ -581,11 +580,15 @@ impl Daemon {
             }
             table.insert(ep);
         }
-        let shown = table
-            .endpoints_of(&rec.id)
-            .next()
-            .map(|e| e.names.clone())
-            .unwrap_or_default();
+        // Every name it has on any network (aliases may be per network).
+        let mut shown: Vec<String> = Vec::new();
+        for e in table.endpoints_of(&rec.id) {
+            for n in &e.names {
+                if !shown.contains(n) {
+                    shown.push(n.clone());
+                }
+            }
+        }
         drop(table);
         if let Some(c) = self.ctrs.get_mut(&key) {
             c.asker = Asker {

@@ -76,6 +76,16 @@ pub fn detach(paths: &Paths, id: &str) -> Result<()> {
     }
 }
 
+/// After container `id`'s record changed (a network connected or
+/// disconnected): the resolver reads it again, or lets the container go
+/// if it has no network with names left.
+pub fn follow(paths: &Paths, id: &str) -> Result<()> {
+    match wirehook_shared::store::Records::new(paths).get(id)? {
+        Some(r) if r.wants_dns() => attach(paths, id),
+        _ => detach(paths, id),
+    }
+}
+
 /// The daemon's status; `None` if it does not run (and `start` is false).
 pub fn status(paths: &Paths, start: bool) -> Result<Option<Status>> {
     let resp = if start {

@@ -417,6 +417,8 @@ pub(super) fn attach(
         ports,
         dns: net.dns,
         internal: net.internal,
+        aliases: Vec::new(),
+        connected: false,
     })
 }
 

@@ -697,6 +697,8 @@ pub fn attach(
         ports: Vec::new(),
         dns: net.dns,
         internal: net.internal,
+        aliases: Vec::new(),
+        connected: false,
     }))
 }
 
