@@ -10,7 +10,9 @@
 //! follow again when it is back; on one host without a store overlay
 //! names work as local ones; and real runc containers after `wirehook
 //! prepare` find each other across hosts by name through their own
-//! `/etc/resolv.conf` (busybox `nslookup`, `wget http://ALIAS/`).
+//! `/etc/resolv.conf` (busybox `nslookup`, `wget http://ALIAS/`); `network
+//! connect`/`disconnect` to an overlay network publish and withdraw names
+//! across hosts.
 
 mod support;
 
@@ -516,4 +518,51 @@ fn runc_containers_on_two_hosts_find_each_other_by_name() {
         nslookup(&cli, "db")
     );
     cli.stop().expect_success("runc delete cli");
+}
+
+/// `network connect` of a running container to an overlay network
+/// publishes its names there for the other hosts (its `--alias` too), and
+/// `disconnect` takes them away from every host; the key follows.
+#[test]
+fn connect_and_disconnect_follow_across_hosts() {
+    let cluster = Cluster::with_etcd("ovnc");
+    let (h1, _u1) = add_host(&cluster, 1);
+    let (h2, _u2) = add_host(&cluster, 2);
+    create(&h1, "ovc", "10.216.0.0/16");
+    create(&h1, "ovd", "10.217.0.0/16");
+
+    let app = start(&h1, "ovd", "app", None);
+    let db = start(&h2, "ovc", "db", None);
+    nxdomain(&app, "db");
+    h1.wirehook(
+        &["network", "connect", "--alias", "api", "ovc", app.id()],
+        None,
+    )
+    .expect_success("network connect ovc app");
+    let app_ip = support::addr_of(&app.addrs_json(), "eth1", false)
+        .expect("connect gave app an address on ovc (eth1)")
+        .0;
+    // db on the other host resolves the connected container by name,
+    // alias and NAME.NETWORK, and app resolves db.
+    resolves(&db, "app", app_ip);
+    resolves(&db, "api", app_ip);
+    resolves(&db, "app.ovc", app_ip);
+    resolves(&app, "db", ipv4_of(&db));
+    let key = format!("/wirehook/v1/names/ovc/h1/{}", app.id());
+    assert!(name_keys(&cluster).contains(&key), "{key} written");
+
+    h1.wirehook(&["network", "disconnect", "ovc", app.id()], None)
+        .expect_success("network disconnect ovc app");
+    assert!(
+        eventually(PROPAGATE, || a_of(&db, "app").is_empty()
+            && a_of(&db, "api").is_empty()),
+        "app's names still resolve on h2 after disconnect"
+    );
+    nxdomain(&app, "db");
+    assert!(
+        eventually(PROPAGATE, || !name_keys(&cluster).contains(&key)),
+        "{key} deleted"
+    );
+    unwire(&h1, app.id());
+    unwire(&h2, db.id());
 }
