@@ -388,3 +388,22 @@ pub fn detach(paths: &Paths, owner: &str, links: Vec<String>, items: Vec<Deferre
         }
     }
 }
+
+/// Is `ip` held by a container whose teardown is still finishing (its
+/// lease remains, its record is gone)?
+pub fn held_by_finishing_teardown(paths: &Paths, ip: IpAddr) -> bool {
+    let Ok(nets) = std::fs::read_dir(paths.run_dir.join("leases")) else {
+        return false;
+    };
+    nets.flatten().any(|n| {
+        std::fs::read_to_string(n.path().join(ip.to_string())).is_ok_and(|holder| {
+            let holder = holder.trim();
+            !holder.is_empty()
+                && wirehook_shared::store::Records::new(paths)
+                    .get(holder)
+                    .ok()
+                    .flatten()
+                    .is_none()
+        })
+    })
+}

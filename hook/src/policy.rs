@@ -107,9 +107,29 @@ pub fn enforce(paths: &Paths, policy: &Policy, req: &Request, host_nl: &Netlink)
             ));
         }
     }
-    check_host_addresses(req, host_nl)?;
+    let mut host_addrs = HostAddrs {
+        nl: host_nl,
+        addrs: None,
+    };
+    check_host_addresses(req, &mut host_addrs)?;
     check_listeners(req)?;
-    check_other_scope(paths, req, host_nl)
+    check_other_scope(paths, req, &mut host_addrs)
+}
+
+/// The host's addresses, read once when a check first needs them.
+struct HostAddrs<'a> {
+    nl: &'a Netlink,
+    addrs: Option<Vec<IpAddr>>,
+}
+
+impl HostAddrs<'_> {
+    fn get(&mut self) -> Result<&[IpAddr]> {
+        if self.addrs.is_none() {
+            let a = self.nl.addresses()?.into_iter().map(|(_, ip, _)| ip);
+            self.addrs = Some(a.collect());
+        }
+        Ok(self.addrs.as_deref().unwrap_or_default())
+    }
 }
 
 /// What the policy says about `wirehook network connect NET CTR [--ip
@@ -145,7 +165,7 @@ pub fn enforce_connect(
 /// the two in separate maps, so adding the element would not clash). Which
 /// container holds it is found by its address. One lookup per host port
 /// and host address, through one socket.
-fn check_other_scope(paths: &Paths, req: &Request, host_nl: &Netlink) -> Result<()> {
+fn check_other_scope(paths: &Paths, req: &Request, host_addrs: &mut HostAddrs<'_>) -> Result<()> {
     use wirehook_shared::firewall::{self, PortRule};
     let unspecified = |v6: bool| -> IpAddr {
         if v6 {
@@ -154,7 +174,6 @@ fn check_other_scope(paths: &Paths, req: &Request, host_nl: &Netlink) -> Result<
             std::net::Ipv4Addr::UNSPECIFIED.into()
         }
     };
-    let mut host_addrs: Option<Vec<IpAddr>> = None;
     let mut candidates = Vec::new();
     for p in &req.ports {
         for (host_port, _) in p.pairs() {
@@ -170,17 +189,7 @@ fn check_other_scope(paths: &Paths, req: &Request, host_nl: &Netlink) -> Result<
                 Some(ip) => candidates.push((host_port, rule(None, ip.is_ipv6()))),
                 // Every address: someone on one of the host's addresses?
                 None => {
-                    let addrs = match &host_addrs {
-                        Some(a) => a,
-                        None => host_addrs.insert(
-                            host_nl
-                                .addresses()?
-                                .into_iter()
-                                .map(|(_, ip, _)| ip)
-                                .collect(),
-                        ),
-                    };
-                    for a in addrs.iter() {
+                    for a in host_addrs.get()? {
                         candidates.push((host_port, rule(Some(*a), a.is_ipv6())));
                     }
                 }
@@ -191,7 +200,7 @@ fn check_other_scope(paths: &Paths, req: &Request, host_nl: &Netlink) -> Result<
     for ((host_port, r), found) in candidates.iter().zip(firewall::published_targets(&rules)) {
         let Some((ip, _)) = found else { continue };
         // A teardown still finishing lets go of it in a moment.
-        if crate::drivers::bridge::held_by_finishing_teardown(paths, ip) {
+        if crate::finish::held_by_finishing_teardown(paths, ip) {
             continue;
         }
         let holder = wirehook_shared::store::Records::new(paths)
@@ -215,7 +224,7 @@ fn check_other_scope(paths: &Paths, req: &Request, host_nl: &Netlink) -> Result<
 }
 
 /// A host address in a port mapping must be one of the host's.
-fn check_host_addresses(req: &Request, host_nl: &Netlink) -> Result<()> {
+fn check_host_addresses(req: &Request, host_addrs: &mut HostAddrs<'_>) -> Result<()> {
     let wanted: Vec<IpAddr> = req
         .ports
         .iter()
@@ -225,11 +234,7 @@ fn check_host_addresses(req: &Request, host_nl: &Netlink) -> Result<()> {
     if wanted.is_empty() {
         return Ok(());
     }
-    let mine: Vec<IpAddr> = host_nl
-        .addresses()?
-        .into_iter()
-        .map(|(_, ip, _)| ip)
-        .collect();
+    let mine = host_addrs.get()?;
     match wanted.iter().find(|ip| !mine.contains(ip)) {
         Some(ip) => Err(Error::invalid(format!(
             "io.wirehook.ports publishes on {ip}, which is not an address of this host: use one of the host's addresses, or none for all of them"

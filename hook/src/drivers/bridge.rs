@@ -167,25 +167,6 @@ fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Resul
     }
 }
 
-/// Is `ip` held by a container whose teardown is still finishing (its
-/// lease remains, its record is gone)?
-pub(crate) fn held_by_finishing_teardown(paths: &Paths, ip: IpAddr) -> bool {
-    let Ok(nets) = std::fs::read_dir(paths.run_dir.join("leases")) else {
-        return false;
-    };
-    nets.flatten().any(|n| {
-        std::fs::read_to_string(n.path().join(ip.to_string())).is_ok_and(|holder| {
-            let holder = holder.trim();
-            !holder.is_empty()
-                && wirehook_shared::store::Records::new(paths)
-                    .get(holder)
-                    .ok()
-                    .flatten()
-                    .is_none()
-        })
-    })
-}
-
 /// Publish ports. A host port still published for a container whose
 /// teardown is finishing is waited for (a restarted container asks for
 /// the same ports at once); any other holder is an error.
@@ -196,7 +177,8 @@ fn add_ports_when_free(cx: &SetupCx<'_>, rules: &[PortRule]) -> Result<()> {
             Err(e) => {
                 let finishing = rules.iter().any(|r| {
                     firewall::published_target(r).is_some_and(|(ip, _)| {
-                        ip != r.container_ip && held_by_finishing_teardown(cx.paths, ip)
+                        ip != r.container_ip
+                            && crate::finish::held_by_finishing_teardown(cx.paths, ip)
                     })
                 });
                 if !finishing || std::time::Instant::now() > deadline {
