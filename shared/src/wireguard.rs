@@ -159,7 +159,7 @@ impl KeyPair {
                 mode & 0o777
             )));
         }
-        let private = decode_key(text.trim()).map_err(|_| {
+        let private = decode_key(text.trim()).ok_or_else(|| {
             Error::invalid(format!(
                 "{} does not hold a WireGuard private key (base64 of 32 bytes): remove it, a new one is made",
                 path.display()
@@ -210,12 +210,12 @@ pub fn encode_key(k: &[u8; 32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(k)
 }
 
-/// A key from its base64 form.
-pub fn decode_key(s: &str) -> std::result::Result<[u8; 32], ()> {
+/// A key from its base64 form; `None` if it is not one.
+pub fn decode_key(s: &str) -> Option<[u8; 32]> {
     let v = base64::engine::general_purpose::STANDARD
         .decode(s.trim())
-        .map_err(|_| ())?;
-    v.try_into().map_err(|_| ())
+        .ok()?;
+    v.try_into().ok()
 }
 
 /// A peer as this host wants it on a device.
@@ -291,7 +291,7 @@ impl Attrs {
         self.0.extend_from_slice(&(len as u16).to_ne_bytes());
         self.0.extend_from_slice(&ty.to_ne_bytes());
         self.0.extend_from_slice(data);
-        while self.0.len() % 4 != 0 {
+        while self.0.len() & 3 != 0 {
             self.0.push(0);
         }
         self
@@ -441,9 +441,8 @@ impl Genl {
         let mut buf = vec![0u8; 1 << 16];
         loop {
             // SAFETY: receives into our buffer.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() == std::io::ErrorKind::Interrupted {
@@ -609,7 +608,7 @@ mod tests {
             &hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
         );
         assert_eq!(decode_key(&k.public_b64()).unwrap(), *k.public());
-        assert!(decode_key("short").is_err());
+        assert!(decode_key("short").is_none());
         let a = KeyPair::generate().unwrap();
         let b = KeyPair::generate().unwrap();
         assert_ne!(a.public(), b.public());
@@ -625,8 +624,7 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         let k2 = KeyPair::load_or_create(&paths).unwrap();
         assert_eq!(k1.public(), k2.public(), "the key is kept");
-        std::fs::set_permissions(key_file(&paths), std::fs::Permissions::from_mode(0o644))
-            .unwrap();
+        std::fs::set_permissions(key_file(&paths), std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = KeyPair::load(&paths).unwrap_err().to_string();
         assert!(e.contains("readable by others"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();

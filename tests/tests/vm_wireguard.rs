@@ -110,7 +110,8 @@ fn without_wireguard_in_the_kernel_an_encrypted_network_is_one_clear_error() {
     let out = h1.wirehook(&["network", "create", "--encrypted", "br"], None);
     assert!(!out.status.success());
     assert!(
-        out.stderr_str().contains("--encrypted is for overlay networks"),
+        out.stderr_str()
+            .contains("--encrypted is for overlay networks"),
         "{}",
         out.stderr_str()
     );
@@ -149,7 +150,12 @@ fn without_wireguard_in_the_kernel_an_encrypted_network_is_one_clear_error() {
     assert!(!key.exists(), "no key made");
     let keys = etcdctl(
         &cluster,
-        &["get", "--prefix", "/wirehook/v1/overlay/sec/hosts/", "--keys-only"],
+        &[
+            "get",
+            "--prefix",
+            "/wirehook/v1/overlay/sec/hosts/",
+            "--keys-only",
+        ],
     )
     .expect_success("etcdctl get")
     .stdout_str();
@@ -176,7 +182,11 @@ fn encrypted_overlay_in_the_vm() {
         );
         let t = Instant::now();
         let out = vm.run(&binaries().this_test("in_vm_encrypted_overlay"));
-        eprintln!("[vm] encrypted overlay: {} in {:.1?}", out.status, t.elapsed());
+        eprintln!(
+            "[vm] encrypted overlay: {} in {:.1?}",
+            out.status,
+            t.elapsed()
+        );
         out
     })
     .expect_success("the encrypted overlay test inside the VM");
@@ -207,7 +217,11 @@ impl Capture {
             let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
             // SAFETY: plain socket(2), owned below.
             let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
-            assert!(raw >= 0, "AF_PACKET socket: {}", std::io::Error::last_os_error());
+            assert!(
+                raw >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
             // SAFETY: a fresh descriptor.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
             let tv = libc::timeval {
@@ -229,7 +243,8 @@ impl Capture {
             let mut buf = vec![0u8; 65536];
             while !stop2.load(Ordering::SeqCst) {
                 // SAFETY: receives into our buffer.
-                let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
                 if n > 0 {
                     frames.push(buf[..n as usize].to_vec());
                 }
@@ -341,7 +356,11 @@ fn in_vm_encrypted_overlay() {
         let vx = h.link("vx-sec").expect("vx-sec");
         assert_eq!(vx["mtu"], 1390, "less VXLAN's 50 too: {vx}");
         assert!(
-            eventually(Duration::from_secs(20), || h.vxlan_entries("vx-sec").fdb.len() == 2),
+            eventually(Duration::from_secs(20), || h
+                .vxlan_entries("vx-sec")
+                .fdb
+                .len()
+                == 2),
             "{} has both peers: {:?}\n{}",
             h.id(),
             h.vxlan_entries("vx-sec"),
@@ -369,21 +388,18 @@ fn in_vm_encrypted_overlay() {
         let vni = v[0]["vni"].as_u64().unwrap() as u16;
         51820 + vni % 10000
     };
-    let frames = all_pairs_ping(
-        cluster.underlay(),
-        &[(&s1, "s1"), (&s2, "s2"), (&s3, "s3")],
-    );
+    let frames = all_pairs_ping(cluster.underlay(), &[(&s1, "s1"), (&s2, "s2"), (&s3, "s3")]);
     let wg_frames = frames.iter().filter(|f| udp_dport(f) == Some(port)).count();
-    let vxlan_frames = frames
-        .iter()
-        .filter(|f| udp_dport(f) == Some(4789))
-        .count();
+    let vxlan_frames = frames.iter().filter(|f| udp_dport(f) == Some(4789)).count();
     let plain = frames.iter().filter(|f| has_pattern(f)).count();
     eprintln!(
         "encrypted: {} frames, {wg_frames} WireGuard, {vxlan_frames} VXLAN, {plain} with the payload",
         frames.len()
     );
-    assert!(wg_frames >= 12, "the pings crossed as WireGuard: {wg_frames}");
+    assert!(
+        wg_frames >= 12,
+        "the pings crossed as WireGuard: {wg_frames}"
+    );
     assert_eq!(vxlan_frames, 0, "no VXLAN in the clear on the underlay");
     assert_eq!(plain, 0, "no plaintext ping payload on the underlay");
 
@@ -391,7 +407,10 @@ fn in_vm_encrypted_overlay() {
     let frames = all_pairs_ping(cluster.underlay(), &[(&p1, "p1"), (&p2, "p2")]);
     let plain = frames.iter().filter(|f| has_pattern(f)).count();
     eprintln!("plain: {} frames, {plain} with the payload", frames.len());
-    assert!(plain >= 2, "the plain overlay's payload is visible: {plain}");
+    assert!(
+        plain >= 2,
+        "the plain overlay's payload is visible: {plain}"
+    );
 
     // Isolation holds as on a plain overlay.
     assert!(!support::pings(&p1, &ipv4(&s2)), "plain must not reach sec");
@@ -400,11 +419,15 @@ fn in_vm_encrypted_overlay() {
     let values = etcd_values(&cluster);
     let text = String::from_utf8_lossy(&values);
     for h in [&h1, &h2, &h3] {
-        let private = std::fs::read_to_string(h.root().join("etc/wirehook/wireguard.key"))
-            .expect("key");
+        let private =
+            std::fs::read_to_string(h.root().join("etc/wirehook/wireguard.key")).expect("key");
         let private = private.trim();
         assert_eq!(private.len(), 44, "base64 of 32 bytes");
-        assert!(!text.contains(private), "{}'s private key is in etcd", h.id());
+        assert!(
+            !text.contains(private),
+            "{}'s private key is in etcd",
+            h.id()
+        );
         let raw = base64_decode(private);
         assert!(
             !values.windows(32).any(|w| w == raw.as_slice()),
@@ -432,7 +455,11 @@ fn in_vm_encrypted_overlay() {
     h3.kill_agent();
     for h in [&h1, &h2] {
         assert!(
-            eventually(Duration::from_secs(30), || h.vxlan_entries("vx-sec").fdb.len() == 1
+            eventually(Duration::from_secs(30), || h
+                .vxlan_entries("vx-sec")
+                .fdb
+                .len()
+                == 1
                 && wg_peers(h) == 1),
             "{} drops h3: {:?}\n{}",
             h.id(),
@@ -449,12 +476,11 @@ fn in_vm_encrypted_overlay() {
 
 /// Peers of `h`'s wg-sec, from `network inspect` (the kernel's view).
 fn wg_peers(h: &ClusterHost) -> usize {
-    let v: Value = match serde_json::from_slice(
-        &h.wirehook(&["network", "inspect", "sec"], None).stdout,
-    ) {
-        Ok(v) => v,
-        Err(_) => return usize::MAX,
-    };
+    let v: Value =
+        match serde_json::from_slice(&h.wirehook(&["network", "inspect", "sec"], None).stdout) {
+            Ok(v) => v,
+            Err(_) => return usize::MAX,
+        };
     v[0]["wireguard"]["peers"]
         .as_array()
         .map_or(usize::MAX, Vec::len)

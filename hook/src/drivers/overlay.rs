@@ -238,9 +238,7 @@ pub fn realize(
     };
     let wg_in_place = match (&wg, &wl, &previous) {
         (None, _, _) => true,
-        (Some(w), Some(l), Some(p)) => {
-            l.up && p.wireguard == wg_dev && wg_keyed(w, l.index)
-        }
+        (Some(w), Some(l), Some(p)) => l.up && p.wireguard == wg_dev && wg_keyed(w, l.index),
         _ => false,
     };
     let in_place = match (&previous, &br, &vx) {
@@ -283,7 +281,7 @@ pub fn realize(
     if wg.is_some() {
         // Only hosts with a key are reached, and only through WireGuard.
         desired.retain(|p| {
-            let ok = p.wg_key.as_deref().is_some_and(|k| wireguard::decode_key(k).is_ok());
+            let ok = p.wg_key.as_deref().is_some_and(|k| wireguard::decode_key(k).is_some());
             if !ok {
                 log::warn(format!(
                     "overlay network {}: host {} has published no WireGuard key yet: not reached until it does",
@@ -300,7 +298,14 @@ pub fn realize(
         state.revision = previous_revision;
     } else if full || !in_place || desired != state.peers {
         fail_point("overlay-peers")?;
-        sync_peers(nl, &def, &mut state, desired, full || !in_place, wg.as_ref())?;
+        sync_peers(
+            nl,
+            &def,
+            &mut state,
+            desired,
+            full || !in_place,
+            wg.as_ref(),
+        )?;
         state.save(paths)?;
     }
     Ok(Realized {
@@ -514,7 +519,7 @@ fn sync_wireguard(nl: &Netlink, wg: &Wg, desired: &[Peer]) -> Result<()> {
         .iter()
         .filter_map(|p| {
             Some(PeerSpec {
-                public_key: wireguard::decode_key(p.wg_key.as_deref()?).ok()?,
+                public_key: wireguard::decode_key(p.wg_key.as_deref()?)?,
                 endpoint: std::net::SocketAddrV4::new(p.underlay, wg.port),
                 allowed: p.tunnel_ip(),
             })
@@ -554,7 +559,9 @@ pub fn wireguard_json(net: &str) -> serde_json::Value {
     let read = || -> Result<serde_json::Value> {
         let nl = Netlink::new()?;
         let link = nl.link(&name)?.ok_or_else(|| {
-            Error::NotFound(format!("{name} does not exist on this host (not joined yet)"))
+            Error::NotFound(format!(
+                "{name} does not exist on this host (not joined yet)"
+            ))
         })?;
         let d = Genl::open()?.device(link.index)?;
         let peers: Vec<serde_json::Value> = d
