@@ -181,7 +181,11 @@ fn encrypted_overlay_in_the_vm() {
             vm.boot_time()
         );
         let t = Instant::now();
-        let out = vm.run(&binaries().this_test("in_vm_encrypted_overlay"));
+        let out = vm.run(
+            &binaries()
+                .this_test("in_vm_encrypted_overlay")
+                .arg("--nocapture"),
+        );
         eprintln!(
             "[vm] encrypted overlay: {} in {:.1?}",
             out.status,
@@ -412,6 +416,28 @@ fn in_vm_encrypted_overlay() {
         "the plain overlay's payload is visible: {plain}"
     );
 
+    // Side by side: round trips and TCP throughput between two hosts'
+    // containers on the plain and the encrypted overlay, and between two
+    // containers of one host's bridge. Figures only (README's ratios):
+    // under emulation the absolute numbers mean little.
+    {
+        let b1 = on(&h1, "b1", "bridge");
+        let b2 = on(&h1, "b2", "bridge");
+        let pairs = [
+            ("plain", &p1, &p2),
+            ("encrypted", &s1, &s2),
+            ("bridge", &b1, &b2),
+        ];
+        let mut line = Vec::new();
+        for (what, x, y) in pairs {
+            let ip = ipv4(y);
+            let rtt = rtt_ms(x, &ip);
+            let mbps = tcp_mbps(x, y, &ip);
+            line.push(format!("{what}: rtt {rtt:.3} ms, TCP {mbps:.1} Mbit/s"));
+        }
+        eprintln!("side by side: {}", line.join("; "));
+    }
+
     // Isolation holds as on a plain overlay.
     assert!(!support::pings(&p1, &ipv4(&s2)), "plain must not reach sec");
 
@@ -435,14 +461,9 @@ fn in_vm_encrypted_overlay() {
             h.id()
         );
     }
-    let inspect: Value = serde_json::from_slice(
-        &h2.wirehook(&["network", "inspect", "sec"], None)
-            .expect_success("inspect")
-            .stdout,
-    )
-    .unwrap();
-    let hosts = inspect[0]["hosts"].as_array().expect("hosts").clone();
-    assert_eq!(hosts.len(), 3, "{inspect}");
+    let view = inspect(&h2, "sec");
+    let hosts = view["hosts"].as_array().expect("hosts").clone();
+    assert_eq!(hosts.len(), 3, "{view}");
     for host in &hosts {
         let public = host["wg_key"].as_str().expect("public key published");
         assert!(text.contains(public), "public key {public} is in etcd");
@@ -467,11 +488,135 @@ fn in_vm_encrypted_overlay() {
             h.agent_log()
         );
     }
+    let ip1 = ipv4(&s1);
     let ip2 = ipv4(&s2);
     assert!(
         eventually(Duration::from_secs(20), || ping_pattern(&s1, &ip2)),
         "s1 still reaches s2"
     );
+    // The peers that talked have handshaken.
+    let wg = inspect(&h1, "sec")["wireguard"].clone();
+    assert!(
+        wg["peers"][0]["last_handshake"].as_u64().unwrap_or(0) > 0,
+        "h1's peer h2 has a handshake: {wg}"
+    );
+
+    // A host joins late: everyone reaches it, it reaches everyone.
+    let h4 = cluster.add_host();
+    h4.start_agent(&agent);
+    let s4 = on(&h4, "s4", "sec");
+    let ip4 = ipv4(&s4);
+    for (x, xn, to) in [(&s1, "s1", &ip4), (&s4, "s4", &ip2), (&s2, "s2", &ip4)] {
+        assert!(
+            eventually(Duration::from_secs(30), || ping_pattern(x, to)),
+            "{xn} reaches {to} after h4 joined\n{}",
+            h1.agent_log()
+        );
+    }
+    assert_eq!(wg_peers(&h4), 2, "h4 has h1 and h2 as peers");
+
+    // h2 rotates its key: the others take the new one from etcd, the old
+    // one is gone from every peer list, and traffic resumes within seconds.
+    let old = key_of(&h2, "sec");
+    let out = h2
+        .wirehook(&["overlay", "rotate-key"], None)
+        .expect_success("overlay rotate-key");
+    let new = out
+        .stdout_str()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(new.len(), 44, "prints the new public key: {}", out.report());
+    assert_ne!(new, old);
+    assert_eq!(key_of(&h2, "sec"), new, "the store has the new public key");
+    let t = Instant::now();
+    assert!(
+        eventually(Duration::from_secs(30), || ping_pattern(&s1, &ip2)
+            && ping_pattern(&s4, &ip2)
+            && ping_pattern(&s2, &ip1)),
+        "h2 is reached again after its key rotated\n{}",
+        h1.agent_log()
+    );
+    eprintln!(
+        "after the rotation, h2 answered again in {:.1?}",
+        t.elapsed()
+    );
+    for h in [&h1, &h4] {
+        let keys: Vec<String> = inspect(h, "sec")["wireguard"]["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["public_key"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            keys.contains(&new) && !keys.contains(&old),
+            "{}: {keys:?}",
+            h.id()
+        );
+    }
+    assert!(
+        !String::from_utf8_lossy(&etcd_values(&cluster)).contains(
+            std::fs::read_to_string(h2.root().join("etc/wirehook/wireguard.key"))
+                .unwrap()
+                .trim()
+        ),
+        "the new private key is not in etcd either"
+    );
+}
+
+/// Average round trip (ms) of 20 pings from `from` to `to`.
+fn rtt_ms(from: &Container<'_>, to: &str) -> f64 {
+    let out = from
+        .exec(&["ping", "-q", "-c", "20", "-i", "0.2", to])
+        .expect_success("ping -c 20");
+    // iputils: "rtt min/avg/max/mdev = a/b/c/d ms"; busybox: "round-trip min/avg/max = a/b/c ms".
+    out.stdout_str()
+        .lines()
+        .find(|l| l.contains("min/avg/max"))
+        .and_then(|l| l.split("= ").nth(1)?.split('/').nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no round trip figures: {}", out.report()))
+}
+
+/// TCP throughput (Mbit/s, received) of 3 s of iperf3 from `from` to
+/// `to` (server `to_ip`).
+fn tcp_mbps(from: &Container<'_>, to: &Container<'_>, to_ip: &str) -> f64 {
+    to.exec(&["iperf3", "-s", "-1", "-D"])
+        .expect_success("iperf3 -s (Debian's iperf3 package)");
+    let mut result = None;
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            let out = from.exec(&["iperf3", "-c", to_ip, "-t", "3", "-J"]);
+            result = serde_json::from_slice::<Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v["end"]["sum_received"]["bits_per_second"].as_f64());
+            result.is_some()
+        }),
+        "iperf3 -c {to_ip} ran"
+    );
+    result.unwrap() / 1e6
+}
+
+fn inspect(h: &ClusterHost, net: &str) -> Value {
+    let v: Value = serde_json::from_slice(
+        &h.wirehook(&["network", "inspect", net], None)
+            .expect_success("network inspect")
+            .stdout,
+    )
+    .expect("inspect is JSON");
+    v[0].clone()
+}
+
+/// `h`'s public key as the store has it.
+fn key_of(h: &ClusterHost, net: &str) -> String {
+    inspect(h, net)["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["host"] == h.id())
+        .and_then(|x| x["wg_key"].as_str())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Peers of `h`'s wg-sec, from `network inspect` (the kernel's view).
