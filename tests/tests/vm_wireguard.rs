@@ -499,6 +499,13 @@ fn in_vm_encrypted_overlay() {
     }
     let ps = h1.wirehook(&["ps"], None).expect_success("ps").stdout_str();
     assert!(ps.contains("encrypted over wg-sec"), "{ps}");
+    assert_eq!(
+        ps.lines()
+            .filter(|l| l.contains(", handshake ") && l.ends_with(" s ago"))
+            .count(),
+        2,
+        "ps shows both peers' handshakes: {ps}"
+    );
 
     // A host that dies (agent killed, lease runs out) drops out of the
     // others' WireGuard peers and tables; the rest still reach each other.

@@ -550,6 +550,33 @@ fn sync_wireguard(nl: &Netlink, wg: &Wg, desired: &[Peer]) -> Result<()> {
     Ok(())
 }
 
+/// The WireGuard device of encrypted network `net` as the kernel has it.
+pub fn wireguard_state(net: &str) -> Result<wireguard::DeviceState> {
+    let name = overlay::wireguard_name(net);
+    let link = Netlink::new()?.link(&name)?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "{name} does not exist on this host (not joined yet)"
+        ))
+    })?;
+    Genl::open()?.device(link.index)
+}
+
+/// `handshake N s ago` / `no handshake yet` of the peer with public key
+/// `key` (base64) on `dev`, for `ps`.
+pub fn handshake_text(dev: &wireguard::DeviceState, key: Option<&str>) -> String {
+    let Some(k) = key.and_then(wireguard::decode_key) else {
+        return "no WireGuard key".into();
+    };
+    match dev.peers.iter().find(|p| p.public_key == k) {
+        None => "not a WireGuard peer".into(),
+        Some(p) if p.last_handshake == 0 => "no handshake yet".into(),
+        Some(p) => format!(
+            "handshake {} s ago",
+            wirehook_shared::network::now().saturating_sub(p.last_handshake)
+        ),
+    }
+}
+
 /// An encrypted network's WireGuard device as the kernel has it, for
 /// `network inspect`: port, public key, and per peer its endpoint,
 /// allowed address, last handshake and bytes; `{"error": ...}` when it
@@ -557,13 +584,7 @@ fn sync_wireguard(nl: &Netlink, wg: &Wg, desired: &[Peer]) -> Result<()> {
 pub fn wireguard_json(net: &str) -> serde_json::Value {
     let name = overlay::wireguard_name(net);
     let read = || -> Result<serde_json::Value> {
-        let nl = Netlink::new()?;
-        let link = nl.link(&name)?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "{name} does not exist on this host (not joined yet)"
-            ))
-        })?;
-        let d = Genl::open()?.device(link.index)?;
+        let d = wireguard_state(net)?;
         let peers: Vec<serde_json::Value> = d
             .peers
             .iter()
