@@ -43,6 +43,7 @@ pub mod paths;
 pub mod ports;
 pub mod store;
 pub mod sysctl;
+pub mod wireguard;
 
 pub use error::{Error, Result};
 

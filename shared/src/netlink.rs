@@ -651,6 +651,54 @@ impl Netlink {
             .map_err(|e| nl_err(format!("add route {dest}/{prefix} via {via} onlink"), e))
     }
 
+    /// `ip route replace DEST/PREFIX dev INDEX scope link`: a destination
+    /// reached directly over a point-to-point link (a WireGuard peer's
+    /// tunnel address).
+    pub fn replace_link_route(
+        &self,
+        dest: std::net::Ipv4Addr,
+        prefix: u8,
+        index: u32,
+    ) -> Result<()> {
+        use netlink_packet_route::route::RouteScope;
+        let msg = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .destination_prefix(dest, prefix)
+            .output_interface(index)
+            .scope(RouteScope::Link)
+            .build();
+        self.block(self.handle.route().add(msg).replace().execute())
+            .map_err(|e| nl_err(format!("add route {dest}/{prefix} dev {index}"), e))
+    }
+
+    /// Make the WireGuard device `name` (MTU `mtu`, no IPv6 link-local,
+    /// down: it is brought up once keyed), or accept an existing one;
+    /// returns its index. A kernel without WireGuard gets one line naming
+    /// the `wireguard` module.
+    pub fn ensure_wireguard(&self, name: &str, mtu: u32) -> Result<u32> {
+        if let Some(l) = self.link(name)? {
+            if l.kind.as_deref() != Some("wireguard") {
+                return Err(Error::Conflict(format!(
+                    "interface {name} exists and is a {} device, not WireGuard; remove it or rename the overlay network",
+                    l.kind.as_deref().unwrap_or("plain")
+                )));
+            }
+            return Ok(l.index);
+        }
+        let msg = rtnetlink::LinkWireguard::new(name).mtu(mtu).build();
+        match self.block(self.handle.link().add(msg).execute()) {
+            Ok(()) => {}
+            Err(e) if is_errno(&e, libc::EOPNOTSUPP) => {
+                return Err(Error::NotFound(crate::wireguard::missing_module_message()))
+            }
+            Err(e) => return Err(nl_err(format!("create WireGuard device {name}"), e)),
+        }
+        let l = self.link(name)?.ok_or_else(|| {
+            Error::NotFound(format!("WireGuard device {name} vanished after creation"))
+        })?;
+        self.disable_ipv6_link_local(l.index)?;
+        Ok(l.index)
+    }
+
     /// Delete the route to `dest/prefix` out of link `index`; a missing
     /// route is fine.
     pub fn delete_route(&self, dest: std::net::Ipv4Addr, prefix: u8, index: u32) -> Result<()> {

@@ -266,6 +266,9 @@ pub struct NetworkDef {
     /// Prefix length of each host's share of an overlay subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_prefix: Option<u8>,
+    /// Overlay traffic between hosts goes through WireGuard (`--encrypted`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub encrypted: bool,
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -494,6 +497,7 @@ impl<'a> Networks<'a> {
             mode: None,
             vni: None,
             host_prefix: None,
+            encrypted: false,
             labels: BTreeMap::new(),
             builtin: true,
             created: now(),
@@ -863,6 +867,7 @@ pub fn build_definition(
             ),
             _ => None,
         },
+        encrypted: false,
         labels: opts.labels.clone(),
         builtin: false,
         created: now(),

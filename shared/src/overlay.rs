@@ -158,6 +158,10 @@ pub struct HostClaim {
     /// Seconds since the epoch.
     #[serde(default)]
     pub since: u64,
+    /// The host's WireGuard public key (base64), on encrypted networks.
+    /// Its private key never leaves the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg_key: Option<String>,
 }
 
 impl HostClaim {
@@ -180,11 +184,19 @@ pub struct Peer {
     pub subnet: Ipv4Network,
     pub underlay: Ipv4Addr,
     pub vtep_mac: String,
+    /// Its WireGuard public key (encrypted networks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wg_key: Option<String>,
 }
 
 impl Peer {
     pub fn vtep_ip(&self) -> Ipv4Addr {
         self.subnet.network()
+    }
+
+    /// Its end of the WireGuard tunnel of an encrypted network.
+    pub fn tunnel_ip(&self) -> Ipv4Addr {
+        tunnel_ip(&self.subnet)
     }
 
     /// The peer's VXLAN MAC; an error naming the host if the store holds
@@ -313,6 +325,7 @@ impl ClusterView {
                 subnet: c.subnet,
                 underlay: c.underlay,
                 vtep_mac: c.vtep_mac.clone(),
+                wg_key: c.wg_key.clone(),
             })
             .collect()
     }
@@ -364,6 +377,26 @@ pub fn bridge_name(net: &str) -> String {
 /// The VXLAN device of an overlay network on every host.
 pub fn vxlan_name(net: &str) -> String {
     device_name("vx-", net)
+}
+
+/// The WireGuard device of an encrypted overlay network on every host.
+pub fn wireguard_name(net: &str) -> String {
+    device_name("wg-", net)
+}
+
+/// A host's end of the WireGuard tunnels of an encrypted network: the
+/// last usable address of its share (never given to a container). The
+/// VXLAN traffic of the network runs between these addresses, which are
+/// routed only through the WireGuard device.
+pub fn tunnel_ip(share: &Ipv4Network) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(share.broadcast()) - 1)
+}
+
+/// UDP port of an encrypted network's WireGuard device, the same on
+/// every host: 51820 (WireGuard's usual) plus the VNI modulo 10000, so
+/// networks of one host listen apart.
+pub fn wireguard_port(vni: u32) -> u16 {
+    51820 + (vni % 10000) as u16
 }
 
 fn device_name(prefix: &str, net: &str) -> String {
@@ -463,6 +496,13 @@ pub fn local_definition(def: &NetworkDef, claim: &HostClaim, mtu: u32) -> Networ
         }],
         bridge: Some(bridge_name(&def.name)),
         mtu: Some(def.mtu.map_or(mtu, |m| m.min(mtu))),
+        reserved: if def.encrypted {
+            let mut r = def.reserved.clone();
+            r.push(IpAddr::V4(tunnel_ip(&claim.subnet)));
+            r
+        } else {
+            def.reserved.clone()
+        },
         ..def.clone()
     }
 }
@@ -611,6 +651,7 @@ pub fn claim(
             vtep_mac: mac.clone(),
             liveness,
             since: crate::network::now(),
+            wg_key: None,
         };
         let body = serde_json::to_vec(&c).expect("serializable");
         if store.create(&[
@@ -639,6 +680,34 @@ pub fn claim(
     )))
 }
 
+/// Put this host's WireGuard public key into its claim on `view`'s
+/// network, if the claim does not hold it yet (a new host, or a rotated
+/// key).
+pub fn publish_key(
+    store: &dyn Store,
+    view: &mut ClusterView,
+    host: &str,
+    public_b64: &str,
+) -> Result<HostClaim> {
+    let mut c = view.hosts.get(host).cloned().ok_or_else(|| {
+        Error::NotFound(format!(
+            "host {host} has no share of overlay network {} to publish its key in",
+            view.name
+        ))
+    })?;
+    if c.wg_key.as_deref() == Some(public_b64) {
+        return Ok(c);
+    }
+    c.wg_key = Some(public_b64.to_string());
+    store.put(
+        &host_key(&view.name, host),
+        &serde_json::to_vec(&c).expect("serializable"),
+        None,
+    )?;
+    view.hosts.insert(host.to_string(), c.clone());
+    Ok(c)
+}
+
 /// Remove `host`'s claim, subnet key and liveness key from `net`.
 pub fn release(store: &dyn Store, net: &str, claim: &HostClaim) -> Result<()> {
     store.delete(&[
@@ -660,6 +729,9 @@ pub struct LocalState {
     pub vxlan: String,
     pub vxlan_index: u32,
     pub vni: u32,
+    /// Encrypted network: its WireGuard device (else empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub wireguard: String,
     pub store: String,
     pub peers: Vec<Peer>,
     /// Store revision the peers are from.
@@ -685,12 +757,17 @@ impl LocalState {
     /// head their peer lists.
     pub fn summary(&self) -> String {
         format!(
-            "{} VNI {}, this host {} {}, {} peer(s)",
+            "{} VNI {}, this host {} {}, {} peer(s){}",
             self.network,
             self.vni,
             self.host,
             self.subnet.map_or_else(|| "-".into(), |s| s.to_string()),
-            self.peers.len()
+            self.peers.len(),
+            if self.wireguard.is_empty() {
+                String::new()
+            } else {
+                format!(", encrypted over {}", self.wireguard)
+            }
         )
     }
 
@@ -765,6 +842,7 @@ mod tests {
             vtep_mac: "02:00:00:00:00:01".into(),
             liveness,
             since: 0,
+            wg_key: None,
         })
         .unwrap()
     }
@@ -830,6 +908,7 @@ mod tests {
             mode: None,
             vni: Some(1),
             host_prefix: Some(24),
+            encrypted: false,
             labels: Default::default(),
             builtin: false,
             created: 0,

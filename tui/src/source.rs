@@ -276,6 +276,7 @@ fn demo_overlay() -> wirehook_shared::overlay::LocalState {
         subnet: format!("10.200.{n}.0/24").parse().expect("valid"),
         underlay: std::net::Ipv4Addr::new(192, 0, 2, 10 + n),
         vtep_mac: format!("02:00:00:00:00:{n:02x}"),
+        wg_key: None,
     };
     LocalState {
         network: "mesh".into(),
@@ -289,6 +290,7 @@ fn demo_overlay() -> wirehook_shared::overlay::LocalState {
         peers: vec![peer("node-2", 2), peer("node-3", 3)],
         revision: 12,
         updated: 1_700_000_000,
+        ..Default::default()
     }
 }
 

@@ -125,6 +125,10 @@ pub struct CreateArgs {
     /// Overlay: prefix length of each host's share of --subnet (default /24)
     #[arg(long, value_name = "LEN")]
     host_prefix: Option<u8>,
+    /// Overlay: encrypt traffic between hosts with WireGuard (each host's
+    /// private key stays on it; the kernel needs the wireguard module)
+    #[arg(long)]
+    encrypted: bool,
     /// Label KEY=VALUE; repeatable
     #[arg(long, value_name = "KEY=VALUE")]
     label: Vec<String>,
@@ -182,6 +186,10 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
         })
         .collect::<Result<BTreeMap<_, _>>>()?;
     let driver = Driver::parse(&a.driver)?;
+    if a.encrypted && driver != Driver::Overlay {
+        bail!("--encrypted is for overlay networks, not {driver}: add --driver overlay");
+    }
+    let encrypted = a.encrypted;
     let opts = CreateOptions {
         name: a.name.clone(),
         driver: Some(driver),
@@ -205,7 +213,7 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
         .unwrap_or_default();
     let store = Networks::new(paths);
     if driver == Driver::Overlay {
-        return create_overlay(paths, &opts, &store, &routes);
+        return create_overlay(paths, &opts, encrypted, &store, &routes);
     }
     if !matches!(driver, Driver::Macvlan | Driver::Ipvlan) {
         let def = store.create(&opts, &routes)?;
@@ -267,6 +275,7 @@ fn create(paths: &Paths, a: CreateArgs) -> Result<()> {
 fn create_overlay(
     paths: &Paths,
     opts: &CreateOptions,
+    encrypted: bool,
     local: &Networks<'_>,
     routes: &[IpNetwork],
 ) -> Result<()> {
@@ -288,14 +297,20 @@ fn create_overlay(
             opts.name
         );
     }
-    let draft = build_definition(opts, &existing, routes)?;
+    let mut draft = build_definition(opts, &existing, routes)?;
+    if encrypted {
+        // Never a network that would have to fall back to plaintext here.
+        wirehook_shared::wireguard::kernel_check()?;
+        draft.encrypted = true;
+    }
     let def = overlay::create_network(st.as_ref(), draft)?;
     log::info(format!(
-        "created overlay network {} ({}, VNI {}, /{} a host) in {}",
+        "created overlay network {} ({}, VNI {}, /{} a host{}) in {}",
         def.name,
         summary(&def),
         def.vni.unwrap_or(0),
         def.host_prefix.unwrap_or(24),
+        if def.encrypted { ", encrypted" } else { "" },
         st.describe()
     ));
     println!("{}", def.name);
@@ -447,6 +462,7 @@ fn inspect_json(paths: &Paths, d: &NetworkDef, records: &[ContainerRecord]) -> s
                             "subnet": c.subnet,
                             "underlay": c.underlay,
                             "vtep_mac": c.vtep_mac,
+                            "wg_key": c.wg_key,
                             "agent": c.liveness,
                             "member": view.is_member(&c.host),
                         })
@@ -458,6 +474,9 @@ fn inspect_json(paths: &Paths, d: &NetworkDef, records: &[ContainerRecord]) -> s
             Err(e) => json!({ "error": e.to_string() }),
         };
         v["local"] = json!(LocalState::load(paths, &d.name).ok().flatten());
+        if d.encrypted {
+            v["wireguard"] = overlay_driver::wireguard_json(&d.name);
+        }
     }
     v
 }

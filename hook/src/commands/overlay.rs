@@ -10,6 +10,7 @@ use wirehook_shared::netlink::Netlink;
 use wirehook_shared::overlay::{self, ClusterView, Identity, LocalState};
 use wirehook_shared::paths::Paths;
 use wirehook_shared::store::Records;
+use wirehook_shared::wireguard::KeyPair;
 
 use crate::drivers::bridge::network_lock;
 use crate::drivers::overlay as driver;
@@ -33,6 +34,12 @@ pub enum OverlayCmd {
     /// Remove the share of a host that is gone for good, so its subnet can
     /// be claimed again (refused while that host's agent keeps it alive)
     Forget { network: String, host: String },
+    /// Replace this host's WireGuard key pair (encrypted overlay networks)
+    /// and publish the new public key; the other hosts' agents pick it up
+    #[command(
+        after_help = "The new private key replaces /etc/wirehook/wireguard.key (mode 0600); every encrypted network this host has joined is reconciled at once, which writes the new public key to the store. Traffic to this host pauses until the other hosts have the new key: their agents apply it as soon as etcd tells them (hosts without an agent: `wirehook overlay reconcile` there)."
+    )]
+    RotateKey,
 }
 
 pub fn run(paths: &Paths, cmd: OverlayCmd) -> Result<()> {
@@ -40,6 +47,7 @@ pub fn run(paths: &Paths, cmd: OverlayCmd) -> Result<()> {
         OverlayCmd::Reconcile { networks } => reconcile_cmd(paths, networks),
         OverlayCmd::Leave { network } => leave(paths, &network),
         OverlayCmd::Forget { network, host } => forget(paths, &network, &host),
+        OverlayCmd::RotateKey => rotate_key(paths),
     }
 }
 
@@ -150,6 +158,30 @@ fn reconcile_cmd(paths: &Paths, networks: Vec<String>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn rotate_key(paths: &Paths) -> Result<()> {
+    let key = KeyPair::generate()?;
+    {
+        // Under the lock of no network: the key is the host's. Container
+        // starts read it under their network's lock, so take them all.
+        let st = driver::store(paths)?;
+        let me = overlay::host_id(HostConfig::load(paths)?.host_id.as_deref())?;
+        let listing = st.range(&overlay::networks_prefix())?;
+        let views = ClusterView::all_from_listing(&listing);
+        let names = joined(paths, &me, &views.values().collect::<Vec<_>>());
+        let _locks = names
+            .iter()
+            .map(|n| network_lock(paths, n))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        key.save(paths, true)?;
+    }
+    log::info(format!(
+        "rotated this host's WireGuard key: public key now {}",
+        key.public_b64()
+    ));
+    println!("{}", key.public_b64());
+    reconcile_cmd(paths, Vec::new())
 }
 
 fn leave(paths: &Paths, net: &str) -> Result<()> {

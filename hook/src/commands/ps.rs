@@ -135,8 +135,19 @@ fn print_overlay_peers(paths: &Paths) {
     for st in LocalState::list(paths) {
         println!();
         println!("overlay {}", st.summary());
+        // Encrypted: each peer's handshake, from the kernel.
+        let wg = (!st.wireguard.is_empty())
+            .then(|| crate::drivers::overlay::wireguard_state(&st.network));
         for p in &st.peers {
-            println!("  {}", p.describe());
+            match &wg {
+                None => println!("  {}", p.describe()),
+                Some(Ok(d)) => println!(
+                    "  {}, {}",
+                    p.describe(),
+                    crate::drivers::overlay::handshake_text(d, p.wg_key.as_deref())
+                ),
+                Some(Err(e)) => println!("  {}, WireGuard unreadable: {e}", p.describe()),
+            }
         }
     }
 }

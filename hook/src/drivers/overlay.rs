@@ -34,6 +34,7 @@ use wirehook_shared::overlay::{
 use wirehook_shared::paths::Paths;
 use wirehook_shared::store::{ContainerRecord, InterfaceRecord};
 use wirehook_shared::sysctl;
+use wirehook_shared::wireguard::{self, Genl, KeyPair, PeerSpec, WG_OVERHEAD};
 
 use super::bridge::{self, network_lock};
 use super::{Attachment, Driver, HostCx, SetupCx};
@@ -160,6 +161,31 @@ fn find_identity(cfg: &HostConfig, nl: &Netlink) -> Result<Identity> {
     })
 }
 
+/// What an encrypted network's WireGuard device is programmed with.
+struct Wg {
+    genl: Genl,
+    key: KeyPair,
+    port: u16,
+    /// The device; 0 until made.
+    index: u32,
+}
+
+impl Wg {
+    /// The kernel's WireGuard and this host's key (made on first need),
+    /// before anything is claimed or made: a kernel without WireGuard
+    /// fails here with one line naming the module, and leaves nothing.
+    fn prepare(paths: &Paths, def: &NetworkDef) -> Result<Wg> {
+        let genl = Genl::open()?;
+        let key = KeyPair::load_or_create(paths)?;
+        Ok(Wg {
+            genl,
+            key,
+            port: overlay::wireguard_port(def.vni.unwrap_or(0)),
+            index: 0,
+        })
+    }
+}
+
 /// A host's side of an overlay network, in place.
 pub struct Realized {
     pub bridge_index: u32,
@@ -182,27 +208,58 @@ pub fn realize(
     full: bool,
 ) -> Result<Realized> {
     let def = view.definition(store)?.clone();
-    let claim = overlay::claim(store, view, me, liveness)?;
-    let mtu = me.underlay_mtu.saturating_sub(VXLAN_OVERHEAD);
+    let mut wg = if def.encrypted {
+        Some(Wg::prepare(paths, &def)?)
+    } else {
+        None
+    };
+    let mut claim = overlay::claim(store, view, me, liveness)?;
+    if let Some(wg) = &wg {
+        claim = overlay::publish_key(store, view, &me.host, &wg.key.public_b64())?;
+    }
+    let mtu = me
+        .underlay_mtu
+        .saturating_sub(VXLAN_OVERHEAD + if wg.is_some() { WG_OVERHEAD } else { 0 });
     let local = overlay::local_definition(&def, &claim, mtu);
     let bridge = overlay::bridge_name(&def.name);
     let vxlan = overlay::vxlan_name(&def.name);
+    let wg_dev = if wg.is_some() {
+        overlay::wireguard_name(&def.name)
+    } else {
+        String::new()
+    };
     let previous = LocalState::load(paths, &def.name)?;
     let previous_revision = previous.as_ref().map_or(0, |p| p.revision);
 
     // Fast path: devices as this host left them.
     let br = nl.link(&bridge)?;
     let vx = nl.link(&vxlan)?;
+    let wl = match &wg {
+        Some(_) => nl.link(&wg_dev)?,
+        None => None,
+    };
+    let wg_in_place = match (&wg, &wl, &previous) {
+        (None, _, _) => true,
+        (Some(w), Some(l), Some(p)) => l.up && p.wireguard == wg_dev && wg_keyed(w, l.index),
+        _ => false,
+    };
     let in_place = match (&previous, &br, &vx) {
         (Some(p), Some(b), Some(v)) => {
-            p.subnet == Some(claim.subnet) && p.vxlan_index == v.index && b.up && v.up
+            p.subnet == Some(claim.subnet)
+                && p.vxlan_index == v.index
+                && b.up
+                && v.up
+                && wg_in_place
         }
         _ => false,
     };
     let (bridge_index, vxlan_index) = if in_place {
+        if let (Some(w), Some(l)) = (&mut wg, &wl) {
+            w.index = l.index;
+        }
         (br.expect("checked").index, vx.expect("checked").index)
     } else {
-        build_devices(nl, &def, &claim, &local, me, mtu)?
+        build_devices(nl, &def, &claim, &local, me, mtu, wg.as_mut())?
     };
     let mut state = LocalState {
         network: def.name.clone(),
@@ -212,6 +269,7 @@ pub fn realize(
         vxlan,
         vxlan_index,
         vni: def.vni.unwrap_or(0),
+        wireguard: wg_dev,
         store: store.describe(),
         peers: if in_place && !full {
             previous.map(|p| p.peers).unwrap_or_default()
@@ -221,7 +279,20 @@ pub fn realize(
         revision: view.revision,
         updated: wirehook_shared::network::now(),
     };
-    let desired = view.peers(&me.host);
+    let mut desired = view.peers(&me.host);
+    if wg.is_some() {
+        // Only hosts with a key are reached, and only through WireGuard.
+        desired.retain(|p| {
+            let ok = p.wg_key.as_deref().is_some_and(|k| wireguard::decode_key(k).is_some());
+            if !ok {
+                log::warn(format!(
+                    "overlay network {}: host {} has published no WireGuard key yet: not reached until it does",
+                    def.name, p.host
+                ));
+            }
+            ok
+        });
+    }
     // A container start read the store before it took the lock; if the
     // agent has since programmed a newer state, that one stands.
     let stale = !full && in_place && view.revision < previous_revision;
@@ -229,13 +300,53 @@ pub fn realize(
         state.revision = previous_revision;
     } else if full || !in_place || desired != state.peers {
         fail_point("overlay-peers")?;
-        sync_peers(nl, &def, &mut state, desired, full || !in_place)?;
+        sync_peers(
+            nl,
+            &def,
+            &mut state,
+            desired,
+            full || !in_place,
+            wg.as_ref(),
+        )?;
         state.save(paths)?;
     }
     Ok(Realized {
         bridge_index,
         local,
     })
+}
+
+/// Does device `index` carry this host's key and the network's port?
+fn wg_keyed(wg: &Wg, index: u32) -> bool {
+    wg.genl
+        .device(index)
+        .is_ok_and(|d| d.public_key == Some(*wg.key.public()) && d.listen_port == wg.port)
+}
+
+/// The WireGuard device of an encrypted network: made (MTU the underlay's
+/// less WireGuard's overhead), keyed, listening on the network's port,
+/// with this host's tunnel address, up. Peers come with `sync_peers`.
+fn build_wireguard(
+    nl: &Netlink,
+    def: &NetworkDef,
+    claim: &HostClaim,
+    me: &Identity,
+    wg: &mut Wg,
+) -> Result<u32> {
+    let name = overlay::wireguard_name(&def.name);
+    let index = nl.ensure_wireguard(&name, me.underlay_mtu.saturating_sub(WG_OVERHEAD))?;
+    wg.genl.configure(index, &wg.key, wg.port, &[], &[])?;
+    nl.add_address(index, IpAddr::V4(overlay::tunnel_ip(&claim.subnet)), 32)?;
+    nl.set_up(index)?;
+    wg.index = index;
+    log::info(format!(
+        "overlay network {}: WireGuard {name} on UDP {}, tunnel address {}, public key {}",
+        def.name,
+        wg.port,
+        overlay::tunnel_ip(&claim.subnet),
+        wg.key.public_b64()
+    ));
+    Ok(index)
 }
 
 fn build_devices(
@@ -245,10 +356,20 @@ fn build_devices(
     local: &NetworkDef,
     me: &Identity,
     mtu: u32,
+    wg: Option<&mut Wg>,
 ) -> Result<(u32, u32)> {
     let bridge = overlay::bridge_name(&def.name);
     let vxlan = overlay::vxlan_name(&def.name);
     let mtu = local.mtu.unwrap_or(mtu);
+    // Encrypted: the VXLAN device sends from this host's tunnel address,
+    // which only the WireGuard device routes.
+    let (vx_local, vx_underlay) = match wg {
+        Some(wg) => {
+            build_wireguard(nl, def, claim, me, wg)?;
+            (overlay::tunnel_ip(&claim.subnet), 0)
+        }
+        None => (me.underlay_ip, me.underlay_index),
+    };
     let bridge_index = nl.ensure_bridge(&bridge, Some(mtu))?;
     nl.add_address(
         bridge_index,
@@ -264,8 +385,8 @@ fn build_devices(
     let vxlan_index = nl.ensure_vxlan(&VxlanSpec {
         name: &vxlan,
         vni,
-        local: me.underlay_ip,
-        underlay: me.underlay_index,
+        local: vx_local,
+        underlay: vx_underlay,
         port: VXLAN_PORT,
         mtu,
         mac: overlay::vtep_mac(&me.host, vni),
@@ -305,8 +426,18 @@ fn sync_peers(
     state: &mut LocalState,
     desired: Vec<Peer>,
     from_kernel: bool,
+    wg: Option<&Wg>,
 ) -> Result<()> {
     let vx = state.vxlan_index;
+    // Where a peer's VXLAN traffic goes: its underlay address, or on an
+    // encrypted network its tunnel address (through WireGuard only).
+    let dst = |p: &Peer| {
+        if wg.is_some() {
+            IpAddr::V4(p.tunnel_ip())
+        } else {
+            IpAddr::V4(p.underlay)
+        }
+    };
     let overlay_subnet = overlay::overlay_subnet(def)?;
     let own = state.subnet;
     if from_kernel {
@@ -331,25 +462,28 @@ fn sync_peers(
                 nl.delete_neighbour(vx, ip)?;
             }
         }
-        for (mac, dst) in nl.fdb(vx)? {
+        for (mac, dst_ip) in nl.fdb(vx)? {
             let keep = desired
                 .iter()
-                .any(|p| IpAddr::V4(p.underlay) == dst && p.mac().ok() == Some(mac));
+                .any(|p| dst(p) == dst_ip && p.mac().ok() == Some(mac));
             if !keep {
-                nl.delete_fdb(vx, mac, dst)?;
+                nl.delete_fdb(vx, mac, dst_ip)?;
             }
         }
     } else {
         for gone in state.peers.iter().filter(|p| !desired.contains(p)) {
-            remove_peer(nl, vx, gone)?;
+            remove_peer(nl, vx, gone, dst(gone))?;
         }
+    }
+    if let Some(wg) = wg {
+        sync_wireguard(nl, wg, &desired)?;
     }
     for p in &desired {
         if !from_kernel && state.peers.contains(p) {
             continue;
         }
         let mac = p.mac()?;
-        nl.replace_fdb(vx, mac, IpAddr::V4(p.underlay))?;
+        nl.replace_fdb(vx, mac, dst(p))?;
         nl.replace_neighbour(vx, IpAddr::V4(p.vtep_ip()), mac)?;
         nl.replace_onlink_route(p.subnet.network(), p.subnet.prefix(), p.vtep_ip(), vx)?;
     }
@@ -368,13 +502,113 @@ fn sync_peers(
     Ok(())
 }
 
-fn remove_peer(nl: &Netlink, vx: u32, p: &Peer) -> Result<()> {
+fn remove_peer(nl: &Netlink, vx: u32, p: &Peer, dst: IpAddr) -> Result<()> {
     nl.delete_route(p.subnet.network(), p.subnet.prefix(), vx)?;
     nl.delete_neighbour(vx, IpAddr::V4(p.vtep_ip()))?;
     if let Ok(mac) = p.mac() {
-        nl.delete_fdb(vx, mac, IpAddr::V4(p.underlay))?;
+        nl.delete_fdb(vx, mac, dst)?;
     }
     Ok(())
+}
+
+/// The WireGuard side of an encrypted network's peers: one WireGuard
+/// peer per member host (its key, its underlay address on the network's
+/// port, its tunnel address as the only allowed address) and a route to
+/// that tunnel address through the device; every other peer and route
+/// of the device removed. Updating a peer keeps its session.
+fn sync_wireguard(nl: &Netlink, wg: &Wg, desired: &[Peer]) -> Result<()> {
+    let specs: Vec<PeerSpec> = desired
+        .iter()
+        .filter_map(|p| {
+            Some(PeerSpec {
+                public_key: wireguard::decode_key(p.wg_key.as_deref()?)?,
+                endpoint: std::net::SocketAddrV4::new(p.underlay, wg.port),
+                allowed: p.tunnel_ip(),
+            })
+        })
+        .collect();
+    let kernel = wg.genl.device(wg.index)?;
+    let remove: Vec<[u8; 32]> = kernel
+        .peers
+        .iter()
+        .map(|k| k.public_key)
+        .filter(|k| !specs.iter().any(|s| s.public_key == *k))
+        .collect();
+    wg.genl
+        .configure(wg.index, &wg.key, wg.port, &specs, &remove)?;
+    for r in nl.routes(false)? {
+        if r.oif != Some(wg.index) || r.table != 254 {
+            continue;
+        }
+        if let Some(IpAddr::V4(d)) = r.destination {
+            if !desired.iter().any(|p| p.tunnel_ip() == d && r.prefix == 32) {
+                nl.delete_route(d, r.prefix, wg.index)?;
+            }
+        }
+    }
+    for p in desired {
+        nl.replace_link_route(p.tunnel_ip(), 32, wg.index)?;
+    }
+    Ok(())
+}
+
+/// The WireGuard device of encrypted network `net` as the kernel has it.
+pub fn wireguard_state(net: &str) -> Result<wireguard::DeviceState> {
+    let name = overlay::wireguard_name(net);
+    let link = Netlink::new()?.link(&name)?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "{name} does not exist on this host (not joined yet)"
+        ))
+    })?;
+    Genl::open()?.device(link.index)
+}
+
+/// `handshake N s ago` / `no handshake yet` of the peer with public key
+/// `key` (base64) on `dev`, for `ps`.
+pub fn handshake_text(dev: &wireguard::DeviceState, key: Option<&str>) -> String {
+    let Some(k) = key.and_then(wireguard::decode_key) else {
+        return "no WireGuard key".into();
+    };
+    match dev.peers.iter().find(|p| p.public_key == k) {
+        None => "not a WireGuard peer".into(),
+        Some(p) if p.last_handshake == 0 => "no handshake yet".into(),
+        Some(p) => format!(
+            "handshake {} s ago",
+            wirehook_shared::network::now().saturating_sub(p.last_handshake)
+        ),
+    }
+}
+
+/// An encrypted network's WireGuard device as the kernel has it, for
+/// `network inspect`: port, public key, and per peer its endpoint,
+/// allowed address, last handshake and bytes; `{"error": ...}` when it
+/// cannot be read (not joined here, no WireGuard).
+pub fn wireguard_json(net: &str) -> serde_json::Value {
+    let name = overlay::wireguard_name(net);
+    let read = || -> Result<serde_json::Value> {
+        let d = wireguard_state(net)?;
+        let peers: Vec<serde_json::Value> = d
+            .peers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "public_key": wireguard::encode_key(&p.public_key),
+                    "endpoint": p.endpoint.map(|e| e.to_string()),
+                    "allowed_ips": p.allowed.iter().map(|(a, m)| format!("{a}/{m}")).collect::<Vec<_>>(),
+                    "last_handshake": p.last_handshake,
+                    "rx_bytes": p.rx_bytes,
+                    "tx_bytes": p.tx_bytes,
+                })
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "device": name,
+            "listen_port": d.listen_port,
+            "public_key": d.public_key.map(|k| wireguard::encode_key(&k)),
+            "peers": peers,
+        }))
+    };
+    read().unwrap_or_else(|e| serde_json::json!({ "device": name, "error": e.to_string() }))
 }
 
 /// Remove this host's side of an overlay network: firewall rules, VXLAN
@@ -385,6 +619,7 @@ pub fn unrealize(paths: &Paths, nl: &Netlink, net: &str) -> Result<()> {
     let vxlan = overlay::vxlan_name(net);
     firewall::remove_network_devices(net, &[&bridge, &vxlan])?;
     nl.delete_link(&vxlan)?;
+    nl.delete_link(&overlay::wireguard_name(net))?;
     nl.delete_link(&bridge)?;
     wirehook_shared::fsutil::remove_file(&LocalState::path(paths, net))?;
     Ok(())
