@@ -365,6 +365,11 @@ fn build_devices(
     // which only the WireGuard device routes.
     let (vx_local, vx_underlay) = match wg {
         Some(wg) => {
+            // Before the VXLAN device exists: its VNI comes only through
+            // WireGuard, never as plaintext from the underlay.
+            if let Some(vni) = def.vni {
+                firewall::guard_encrypted_vni(vni)?;
+            }
             build_wireguard(nl, def, claim, me, wg)?;
             (overlay::tunnel_ip(&claim.subnet), 0)
         }
@@ -617,9 +622,17 @@ pub fn wireguard_json(net: &str) -> serde_json::Value {
 pub fn unrealize(paths: &Paths, nl: &Netlink, net: &str) -> Result<()> {
     let bridge = overlay::bridge_name(net);
     let vxlan = overlay::vxlan_name(net);
+    let encrypted_vni = LocalState::load(paths, net)
+        .ok()
+        .flatten()
+        .filter(|s| !s.wireguard.is_empty())
+        .map(|s| s.vni);
     firewall::remove_network_devices(net, &[&bridge, &vxlan])?;
     nl.delete_link(&vxlan)?;
     nl.delete_link(&overlay::wireguard_name(net))?;
+    if let Some(vni) = encrypted_vni {
+        firewall::release_encrypted_vni(vni)?;
+    }
     nl.delete_link(&bridge)?;
     wirehook_shared::fsutil::remove_file(&LocalState::path(paths, net))?;
     Ok(())

@@ -147,6 +147,44 @@ pub fn remove_network_devices(name: &str, devices: &[&str]) -> Result<()> {
     })
 }
 
+/// The key of VNI `vni` in the `encrypted_vnis` set: the 24 bits as
+/// they stand in a VXLAN header (network byte order).
+fn vni_key(vni: u32) -> [u8; 3] {
+    let b = vni.to_be_bytes();
+    [b[1], b[2], b[3]]
+}
+
+/// Take VXLAN frames carrying `vni` only from WireGuard devices: a
+/// plaintext frame with it from the underlay is dropped. Done before an
+/// encrypted network's VXLAN device exists, so there is no moment in
+/// which the underlay could inject into it. Idempotent.
+pub fn guard_encrypted_vni(vni: u32) -> Result<()> {
+    ensure_table()?;
+    let msg = setelem_msg(NFT_MSG_NEWSETELEM, "encrypted_vnis", &vni_key(vni), None);
+    with_socket(|sock| {
+        let out = sock.batch(&[msg], "guard an encrypted VNI")?;
+        if out.ok() {
+            return Ok(());
+        }
+        Err(Error::Firewall(format!(
+            "cannot add VNI {vni} to the encrypted_vnis set of table inet {TABLE}: {}",
+            out.errors
+                .iter()
+                .chain(out.commit_error.iter())
+                .map(|e| e.describe())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )))
+    })
+}
+
+/// Undo [`guard_encrypted_vni`] (the network is gone from this host).
+/// Idempotent: a missing element or table is fine.
+pub fn release_encrypted_vni(vni: u32) -> Result<()> {
+    let msg = setelem_msg(NFT_MSG_DELSETELEM, "encrypted_vnis", &vni_key(vni), None);
+    with_socket(|sock| apply_ignoring_missing(sock, vec![msg], "release an encrypted VNI"))
+}
+
 /// Delete the whole table (uninstall, tests). Missing table is fine.
 pub fn delete_table() -> Result<()> {
     let mut m = Msg::new(NFNL_SUBSYS_NFTABLES, NFT_MSG_DELTABLE, 0, NFPROTO_INET);

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 /// Name of an empty set that marks the version of the ruleset. A table
 /// without it (older wirehook, or made by hand) is rewritten; table
 /// comments cannot serve, the kernel keeps the first one forever.
-pub const VERSION_MARKER: &str = "ruleset_v1";
+pub const VERSION_MARKER: &str = "ruleset_v2";
 
 /// The verdict maps and the network chain each one jumps to.
 pub const VMAPS: [(&str, &str); 4] = [
@@ -103,6 +103,8 @@ pub fn table_script() -> String {
   map fwd_to_bridge { type ifname : verdict; }
   map nat_from_bridge { type ifname : verdict; }
   map nat_to_bridge { type ifname : verdict; }
+  set encrypted_vnis { typeof @th,96,24; comment \"VNIs that arrive only through WireGuard\"; }
+  chain input { type filter hook input priority filter; policy accept; }
   chain prerouting { type nat hook prerouting priority dstnat; policy accept; }
   chain output { type nat hook output priority -100; policy accept; }
   chain postrouting { type nat hook postrouting priority srcnat; policy accept; }
@@ -110,9 +112,32 @@ pub fn table_script() -> String {
 }
 ",
     );
-    for chain in ["prerouting", "output", "postrouting", "forward"] {
+    for chain in ["input", "prerouting", "output", "postrouting", "forward"] {
         let _ = writeln!(s, "flush chain inet {t} {chain}");
     }
+    // VXLAN is trusted by the VNI it carries: nothing a container sends
+    // may reach a VXLAN socket, here (input) or on another host
+    // (forward, masqueraded to this host's address), nor be routed into a
+    // WireGuard device. An encrypted network's VNI is taken only from
+    // WireGuard: a plaintext frame with it from the underlay is dropped
+    // (the VNI is the 24 bits after the VXLAN flags).
+    let vx = crate::overlay::VXLAN_PORT;
+    let _ = writeln!(
+        s,
+        "add rule inet {t} input iifname @bridges udp dport {vx} drop"
+    );
+    let _ = writeln!(
+        s,
+        "add rule inet {t} input udp dport {vx} iifname != \"wg-*\" @th,96,24 @encrypted_vnis drop"
+    );
+    let _ = writeln!(
+        s,
+        "add rule inet {t} forward iifname @bridges udp dport {vx} drop"
+    );
+    let _ = writeln!(
+        s,
+        "add rule inet {t} forward iifname @bridges oifname \"wg-*\" drop"
+    );
     // DNAT: published on every local address (fib) or on one address.
     for chain in ["prerouting", "output"] {
         // In `output`, only packets to local addresses (the host itself,
