@@ -23,7 +23,9 @@
 //!   out of the bridge, hairpin on the port, the nftables map element of
 //!   the published port; the namespace bind-mounted. macvlan and ipvlan:
 //!   the same with one sub-interface request instead of the veth and
-//!   without the bridge's neighbour, ARP, hairpin and port.
+//!   without the bridge's neighbour, ARP, hairpin and port. overlay (on the
+//!   local store, no remote hosts): as bridge, on a bridge, without the
+//!   published port and its hairpin.
 //!
 //! Teardown's floor: the exec, then what wirehook's teardown asks of the
 //! kernel: the port's map element deleted (bridge), the conntrack entries
@@ -116,7 +118,7 @@ impl Ctr {
     fn floor_ip(&self, mode: Mode) -> Ipv4Addr {
         let h = self.idx + 2;
         let [a, b] = match mode {
-            Mode::Bridge => FLOOR_PREFIX,
+            Mode::Bridge | Mode::Overlay => FLOOR_PREFIX,
             Mode::Macvlan | Mode::Ipvlan => [10, 97],
         };
         Ipv4Addr::new(a, b, ((h >> 8) & 0xff) as u8, (h & 0xff) as u8)
@@ -160,7 +162,7 @@ impl Contender {
     pub(crate) fn floor_prepare_host(&mut self, noop: &Path) -> Res<()> {
         let host_nl = Netlink::new().map_err(|e| err("netlink socket", e))?;
         let index = match self.mode {
-            Mode::Bridge => {
+            Mode::Bridge | Mode::Overlay => {
                 let index = host_nl
                     .ensure_bridge(FLOOR_BRIDGE, None)
                     .map_err(|e| err("bridge", e))?;
@@ -230,7 +232,7 @@ impl Contender {
         let host_name = c.floor_host_name();
         let mut host_index = 0;
         match mode {
-            Mode::Bridge => {
+            Mode::Bridge | Mode::Overlay => {
                 host_index = f
                     .host_nl
                     .create_veth(&VethSpec {
@@ -278,7 +280,7 @@ impl Contender {
                 .map_err(|e| err("address", e))?;
             nl.set_up(link.index).map_err(|e| err("up", e))?;
             let gw = match mode {
-                Mode::Bridge => {
+                Mode::Bridge | Mode::Overlay => {
                     let [a, b] = FLOOR_PREFIX;
                     Ipv4Addr::new(a, b, 0, 1)
                 }
@@ -287,12 +289,14 @@ impl Contender {
             nl.add_default_route(IpAddr::V4(gw), link.index)
                 .map_err(|e| err("default route", e))?;
         }
-        if mode == Mode::Bridge {
+        if matches!(mode, Mode::Bridge | Mode::Overlay) {
             f.host_nl
                 .refresh_neighbour(f.index, IpAddr::V4(ip), mac)
                 .map_err(|e| err("neighbour", e))?;
             wirehook_shared::announce::gratuitous_arp(f.index, mac, ip)
                 .map_err(|e| err("gratuitous ARP", e))?;
+        }
+        if mode == Mode::Bridge {
             f.host_nl
                 .set_bridge_port_hairpin(host_index)
                 .map_err(|e| err("hairpin", e))?;
@@ -319,7 +323,7 @@ impl Contender {
         firewall::flush_conntrack(&[IpAddr::V4(ip)]).map_err(|e| err("conntrack", e))?;
         if !stopped {
             match mode {
-                Mode::Bridge => {
+                Mode::Bridge | Mode::Overlay => {
                     f.host_nl
                         .delete_link(&c.floor_host_name())
                         .map_err(|e| err("delete veth", e))?;

@@ -83,7 +83,10 @@ impl Bench {
     /// parent of the containers' interfaces; its veth peer `eth0` in a LAN
     /// namespace of its own (`wh-bench-TAG-lan-PID`), holding the gateway
     /// address: the segment's router, as another machine.
-    pub(crate) fn lan(&mut self, host: &HostNs, tag: &str) -> Res<()> {
+    ///
+    /// `underlay`: `lan0` also gets an address and the default route via
+    /// the router, as the host's uplink (an overlay's underlay).
+    pub(crate) fn lan(&mut self, host: &HostNs, tag: &str, underlay: bool) -> Res<()> {
         let lan = self.host_ns(&format!("{tag}-lan"))?;
         let gw = format!("{LAN_GATEWAY}/{LAN_PREFIX_LEN}");
         let h = host.name.as_str();
@@ -98,6 +101,14 @@ impl Bench {
         sh("ip", &["-n", h, "link", "set", LAN_PARENT, "up"])?;
         sh("ip", &["-n", l, "addr", "add", &gw, "dev", "eth0"])?;
         sh("ip", &["-n", l, "link", "set", "eth0", "up"])?;
+        if underlay {
+            let own = format!("{LAN_HOST}/{LAN_PREFIX_LEN}");
+            sh("ip", &["-n", h, "addr", "add", &own, "dev", LAN_PARENT])?;
+            sh(
+                "ip",
+                &["-n", h, "route", "add", "default", "via", LAN_GATEWAY],
+            )?;
+        }
         Ok(())
     }
 

@@ -122,6 +122,12 @@ const LAN_PARENT: &str = "lan0";
 const LAN_SUBNET: &str = "10.97.0.0/16";
 const LAN_PREFIX_LEN: u8 = 16;
 const LAN_GATEWAY: &str = "10.97.0.1";
+/// overlay: the host's own address on the LAN (its underlay), outside
+/// the pools the others draw from (they start at .0.2 and stay below
+/// .255.0), and the overlay network.
+const LAN_HOST: &str = "10.97.255.254";
+const WH_OVERLAY_NET: &str = "benchov";
+const OVERLAY_SUBNET: &str = "10.94.0.0/16";
 const WH_LAN_NET: &str = "benchlan";
 /// wirehook-nodns: its bridge network, made with `--dns=false`.
 const WH_NODNS_NET: &str = "benchquiet";
@@ -182,6 +188,9 @@ fn resolve_modes(o: &Opts) -> Res<(Vec<Mode>, Vec<String>)> {
         }
         None => {
             let mut m = Mode::ALL.to_vec();
+            if !o.floor() {
+                m.retain(|m| *m != Mode::Overlay);
+            }
             m.retain(|m| o.only.iter().any(|k| k.runs(*m)));
             if m.contains(&Mode::Ipvlan) && !kernel_has_ipvlan() {
                 m.retain(|m| *m != Mode::Ipvlan);
@@ -231,6 +240,7 @@ fn preflight(o: &Opts, modes: &[Mode]) -> Res<()> {
             Mode::Bridge => &["bridge", "host-local", "portmap"],
             Mode::Macvlan => &["macvlan", "host-local"],
             Mode::Ipvlan => &["ipvlan", "host-local"],
+            Mode::Overlay => &[],
         };
         for p in plugins {
             exe(

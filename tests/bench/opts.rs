@@ -39,9 +39,14 @@ impl Kind {
         }
     }
 
-    /// netavark and wirehook with names off are driven in bridge mode only.
+    /// netavark and wirehook with names off are driven in bridge mode
+    /// only; overlay has no peer (only wirehook and the floor).
     pub(crate) fn runs(self, mode: Mode) -> bool {
-        !matches!(self, Kind::Netavark | Kind::WirehookNoDns) || mode == Mode::Bridge
+        match mode {
+            Mode::Bridge => true,
+            Mode::Overlay => matches!(self, Kind::Wirehook | Kind::Floor),
+            Mode::Macvlan | Mode::Ipvlan => !matches!(self, Kind::Netavark | Kind::WirehookNoDns),
+        }
     }
 
     /// The wirehook binary runs for this contender.
@@ -86,23 +91,28 @@ pub(crate) enum Mode {
     Bridge,
     Macvlan,
     Ipvlan,
+    /// An overlay network on the local cluster store (one host; the VXLAN
+    /// device has no remote peers): a veth on the host's bridge of the
+    /// network, as bridge, without a published port.
+    Overlay,
 }
 
 impl Mode {
-    pub(crate) const ALL: [Mode; 3] = [Mode::Bridge, Mode::Macvlan, Mode::Ipvlan];
+    pub(crate) const ALL: [Mode; 4] = [Mode::Bridge, Mode::Macvlan, Mode::Ipvlan, Mode::Overlay];
 
     pub(crate) fn key(self) -> &'static str {
         match self {
             Mode::Bridge => "bridge",
             Mode::Macvlan => "macvlan",
             Mode::Ipvlan => "ipvlan",
+            Mode::Overlay => "overlay",
         }
     }
 
     /// The driver mode both sides are given, as `ip -d link` prints it.
     pub(crate) fn sub_mode(self) -> &'static str {
         match self {
-            Mode::Bridge => "",
+            Mode::Bridge | Mode::Overlay => "",
             Mode::Macvlan => "bridge",
             Mode::Ipvlan => "l2",
         }
@@ -111,10 +121,16 @@ impl Mode {
     /// The kind of the container's `eth0` after setup.
     pub(crate) fn link_kind(self) -> &'static str {
         match self {
-            Mode::Bridge => "veth",
+            Mode::Bridge | Mode::Overlay => "veth",
             Mode::Macvlan => "macvlan",
             Mode::Ipvlan => "ipvlan",
         }
+    }
+
+    /// The contender's host namespace has the LAN (`lan0`): the parent of
+    /// macvlan and ipvlan, the overlay's underlay.
+    pub(crate) fn has_lan(self) -> bool {
+        self != Mode::Bridge
     }
 
     pub(crate) fn parse_list(s: &str) -> Res<Vec<Mode>> {
@@ -164,8 +180,9 @@ OPTIONS:
   --floor              also measure the floor (a static no-op's exec + the hook's kernel
                        requests from one warm process) in every mode and in the scale run,
                        and judge wirehook against it
-  --modes LIST         network modes of the side-by-side run: bridge,macvlan,ipvlan (default
-                       bridge,macvlan, plus ipvlan when this kernel can make ipvlan links)
+  --modes LIST         network modes of the side-by-side run: bridge,macvlan,ipvlan,overlay
+                       (default bridge,macvlan, plus ipvlan when this kernel can make ipvlan
+                       links, plus overlay with --floor; overlay: wirehook and floor only)
   --scale-with LIST    contenders of the scale run (default wirehook)
   --wirehook PATH      wirehook binary (default: `wirehook` beside this binary,
                        i.e. target/release/wirehook)

@@ -35,8 +35,8 @@ pub(crate) fn run_phase(
     for &k in kinds {
         let host_tag = format!("{}-{tag}", k.key());
         let host = bench.host_ns(&host_tag)?;
-        if mode != Mode::Bridge {
-            bench.lan(&host, &host_tag)?;
+        if mode.has_lan() {
+            bench.lan(&host, &host_tag, mode == Mode::Overlay)?;
         }
         let dir = bench.base.join(&host.name);
         let mut c = Contender::new(k, mode, host, dir, o)?;

@@ -228,6 +228,9 @@ impl Report<'_> {
         for mode in &self.modes {
             let what = match mode {
                 Mode::Bridge => "a bridge network, one published TCP port".to_string(),
+                Mode::Overlay => format!(
+                    "an overlay network on the local store ({OVERLAY_SUBNET}, underlay `{LAN_PARENT}`, no remote hosts): a veth on its bridge, no published port"
+                ),
                 Mode::Macvlan | Mode::Ipvlan => format!(
                     "a sub-interface of `{LAN_PARENT}` (a veth to the LAN's router), {} mode {}, an address from {LAN_SUBNET}, default route via the router",
                     mode.key(),

@@ -19,6 +19,15 @@ impl Contender {
         if self.kind != Kind::Wirehook || self.mode == Mode::Bridge {
             return Ok(());
         }
+        if self.mode == Mode::Overlay {
+            // On the local store: no cluster configuration.
+            let mut cmd = self.cmd(&self.wirehook);
+            cmd.args(["network", "create", "--driver", "overlay"])
+                .args(["--subnet", OVERLAY_SUBNET, WH_OVERLAY_NET])
+                .env("WIREHOOK_ROOT", self.wirehook_root());
+            timed(&mut cmd, "wirehook network create --driver overlay", b"")?;
+            return Ok(());
+        }
         let mut cmd = self.cmd(&self.wirehook);
         cmd.args(["network", "create", "--driver", self.mode.key()])
             .args(["--mode", self.mode.sub_mode(), "--parent", LAN_PARENT])
@@ -51,6 +60,7 @@ impl Contender {
             Mode::Macvlan | Mode::Ipvlan => {
                 format!(r#""io.wirehook.network":"{WH_LAN_NET}""#)
             }
+            Mode::Overlay => format!(r#""io.wirehook.network":"{WH_OVERLAY_NET}""#),
         };
         let state = format!(
             r#"{{"ociVersion":"1.0.2","id":"{}","status":"creating","pid":{},"bundle":{},"annotations":{{{annotations}}}}}"#,
