@@ -71,7 +71,14 @@
 //! `CONFIG_IPVLAN`; where the host's has none, run the bench in the VM of
 //! `tests/vm` (see README.md here).
 //!
-//! Only std and libc (for `setns`, `unshare`, `prctl`, `mount`, signals).
+//! `--floor` adds the machine's floor: the exec of a static no-op binary plus
+//! the kernel requests the hook makes, issued from this warm process through
+//! `wirehook_shared` (floor.rs); and an overlay mode (local store).
+//!
+//! The code is split by contender (wirehook.rs, cni.rs, netavark.rs,
+//! floor.rs) and by what it does (opts.rs, host.rs, contender.rs, verify.rs,
+//! phase.rs, report.rs). std and libc (for `setns`, `unshare`, `prctl`,
+//! `mount`, signals); `wirehook_shared` for the floor's kernel requests.
 
 mod cni;
 mod contender;

@@ -164,8 +164,8 @@ impl Opts {
 }
 
 pub(crate) const USAGE: &str = "\
-wirehook-bench: per-container network setup/teardown, wirehook vs CNI vs netavark,
-in bridge, macvlan and ipvlan mode
+wirehook-bench: per-container network setup/teardown, wirehook vs CNI vs netavark and
+vs the machine's floor (--floor), in bridge, macvlan, ipvlan and overlay mode
 
 USAGE: wirehook-bench [OPTIONS]        (as root; see tests/bench/README.md)
 
