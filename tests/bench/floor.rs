@@ -20,7 +20,10 @@
 //!   the bridge), a netlink socket inside, loopback up, look `eth0` up,
 //!   link settings (no IPv6, `arp_notify`), the address, up, the default
 //!   route; on the host the neighbour entry refreshed, one gratuitous ARP
-//!   out of the bridge, hairpin on the port, the nftables map element of
+//!   out of the bridge (on a packet socket opened once: closing one costs
+//!   a grace period, which a warm process does not pay, and wirehook since
+//!   it leaves the close to a child), hairpin on the port, the nftables
+//!   map element of
 //!   the published port; the namespace bind-mounted. macvlan and ipvlan:
 //!   the same with one sub-interface request instead of the veth and
 //!   without the bridge's neighbour, ARP, hairpin and port. overlay (on the
@@ -43,6 +46,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use wirehook_shared::announce::Announcer;
 use wirehook_shared::firewall::{self, NetworkRules, PortRule, Protocol};
 use wirehook_shared::netlink::{IpvlanSpec, MacvlanSpec, Netlink, VethSpec};
 use wirehook_shared::netns::{self, NetNs};
@@ -62,6 +66,9 @@ pub(crate) struct Floor {
     host_nl: Netlink,
     /// The bridge (bridge mode) or the LAN parent (macvlan, ipvlan).
     index: u32,
+    /// A packet socket for the gratuitous ARPs (bridge, overlay), opened
+    /// once: a warm process does not pay its close (a grace period).
+    arp: Option<Announcer>,
     /// Per container (by index): exec and requests of setup and teardown.
     pub(crate) parts: Parts,
 }
@@ -195,10 +202,17 @@ impl Contender {
                     .index
             }
         };
+        let arp = match self.mode {
+            Mode::Bridge | Mode::Overlay => {
+                Some(Announcer::open().map_err(|e| err("packet socket", e))?)
+            }
+            Mode::Macvlan | Mode::Ipvlan => None,
+        };
         self.floor = Some(Floor {
             noop: noop.to_path_buf(),
             host_nl,
             index,
+            arp,
             parts: Parts::default(),
         });
         Ok(())
@@ -293,7 +307,10 @@ impl Contender {
             f.host_nl
                 .refresh_neighbour(f.index, IpAddr::V4(ip), mac)
                 .map_err(|e| err("neighbour", e))?;
-            wirehook_shared::announce::gratuitous_arp(f.index, mac, ip)
+            f.arp
+                .as_ref()
+                .ok_or("floor: no packet socket")?
+                .send(f.index, mac, ip)
                 .map_err(|e| err("gratuitous ARP", e))?;
         }
         if mode == Mode::Bridge {
