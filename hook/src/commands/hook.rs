@@ -71,8 +71,56 @@ pub fn run(paths: &Paths, stage: Option<Stage>) -> Result<()> {
             Ok(())
         }
     };
+    if res.is_ok() && wirehook_shared::announce::sockets_kept() {
+        hold_until_exit();
+    }
     log::report_phases(start);
     res
+}
+
+/// Sockets whose close waits for an RCU grace period (10-20 ms on a busy
+/// machine; the packet socket of the gratuitous ARP, the nf_tables
+/// socket) are closed when this process exits, and the runtime would wait
+/// for that. A child inherits them, holds the last references until we
+/// are gone and pays the grace period instead, as the teardown's finisher
+/// does (`finish::detach`). Called after setup, when the setup's locks and
+/// the container's namespace are no longer held by any descriptor.
+fn hold_until_exit() {
+    use nix::unistd::{fork, setsid, ForkResult};
+    let Ok((r, w)) = nix::unistd::pipe() else {
+        return;
+    };
+    // SAFETY: the hook is single-threaded (current-thread runtimes), so the
+    // child may run arbitrary code after fork.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => {
+            drop(r);
+            // Closed by the kernel when this process exits.
+            std::mem::forget(w);
+        }
+        Ok(ForkResult::Child) => {
+            // Let the runtime's pipes reach EOF: it waits for them.
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                use std::os::fd::AsRawFd;
+                for fd in 0..3 {
+                    // SAFETY: dup2 onto the standard descriptors.
+                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
+                }
+            }
+            let _ = setsid();
+            drop(w);
+            let mut buf = [0u8; 1];
+            // EOF once the hook is gone.
+            let _ = nix::unistd::read(&r, &mut buf);
+            // SAFETY: leave without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        Err(_) => {}
+    }
 }
 
 /// Annotations from the state, else from the bundle's config.json (some

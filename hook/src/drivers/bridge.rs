@@ -353,8 +353,13 @@ pub(super) fn attach(
     for a in &addresses {
         cx.host_nl.refresh_neighbour(bridge_index, a.ip(), mac)?;
         if let IpAddr::V4(ip) = a.ip() {
-            if let Err(e) = wirehook_shared::announce::gratuitous_arp(bridge_index, mac, ip) {
-                log::warn(format!("{}: {e}", cx.id));
+            // The socket stays open until the hook exits: its close waits
+            // for a grace period, which a child pays (hook::hold_until_exit).
+            let sent = wirehook_shared::announce::Announcer::open()
+                .and_then(|s| s.send(bridge_index, mac, ip).map(|()| s));
+            match sent {
+                Ok(s) => s.keep_until_exit(),
+                Err(e) => log::warn(format!("{}: {e}", cx.id)),
             }
         }
     }
