@@ -1,6 +1,7 @@
 //! End-to-end names: real runc and crun start busybox containers after
 //! `wirehook prepare`, and the containers' own programs (`nslookup`,
-//! `wget`) find each other by name through their own `/etc/resolv.conf`
+//! `wget`, `ping`) find each other by name through their own `/etc/resolv.conf`
+//! and a container on another network gets NXDOMAIN for them (both ways)
 //! (the file `prepare` bind-mounts: nameserver 127.0.0.11). A stopped
 //! container's name is gone within a second, and so is that of a container
 //! whose process was killed without a poststop.
@@ -113,6 +114,23 @@ fn names(rt: Runtime) {
     let web = E2eContainer::start(rt, &host, &web_b, &host.unique_id("web"));
     let cli = E2eContainer::start(rt, &host, &cli_b, &host.unique_id("cli"));
     let victim = E2eContainer::start(rt, &host, &gone_b, &host.unique_id("gone"));
+    // A container on another network, which must not see bridge's names.
+    host.wirehook(
+        &["network", "create", "--subnet", "10.231.0.0/24", "apart"],
+        None,
+    )
+    .expect_success("network create apart");
+    let apart_b = bundle(
+        &host,
+        "apart",
+        &["sleep", "3600"],
+        &[
+            ("io.wirehook.network", "apart"),
+            ("io.wirehook.name", "loner"),
+        ],
+    );
+    prepare(&host, &apart_b);
+    let apart = E2eContainer::start(rt, &host, &apart_b, &host.unique_id("apart"));
     let web_ip = web.ipv4("eth0").expect("web has eth0");
 
     let rc = cli
@@ -137,6 +155,25 @@ fn names(rt: Runtime) {
             nslookup(&cli, name)
         );
     }
+    let ping = cli.exec(&["ping", "-c1", "-W5", "web"]);
+    assert!(
+        ping.status.success() && ping.stdout_str().contains(&web_ip.to_string()),
+        "ping web by name:\n{}",
+        ping.report()
+    );
+    // Another network's container: NXDOMAIN for bridge's names, both ways.
+    for name in ["web", "www", "web.bridge"] {
+        let out = nslookup(&apart, name);
+        assert!(
+            out.contains("NXDOMAIN") && !out.contains(&web_ip.to_string()),
+            "{name} from a container on another network:\n{out}"
+        );
+    }
+    assert!(
+        nslookup(&cli, "loner").contains("NXDOMAIN"),
+        "{}",
+        nslookup(&cli, "loner")
+    );
     let page = cli
         .exec(&["wget", "-q", "-O", "-", "http://www/"])
         .expect_success("wget http://www/ by alias");
@@ -180,6 +217,7 @@ fn names(rt: Runtime) {
     }
     drop(victim);
     cli.stop().expect_success("stop client");
+    apart.stop().expect_success("stop apart");
     assert_nothing_left(&host, &format!("{} names", rt.name()));
 }
 
