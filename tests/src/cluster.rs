@@ -131,6 +131,31 @@ impl Cluster {
         by
     }
 
+    /// The keys under `prefix` in the cluster's etcd, sorted (read with
+    /// `etcdctl` from the underlay).
+    pub fn etcd_keys(&self, prefix: &str) -> Vec<String> {
+        let out = self
+            .underlay()
+            .exec(&[
+                "etcdctl",
+                "--endpoints",
+                &format!("http://{UNDERLAY_GW}:{ETCD_PORT}"),
+                "get",
+                "--prefix",
+                prefix,
+                "--keys-only",
+            ])
+            .expect_success("etcdctl get");
+        let mut keys: Vec<String> = out
+            .stdout_str()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// `etcd://192.0.2.1:2379`.
     pub fn store_url(&self) -> String {
         format!("etcd://{UNDERLAY_GW}:{ETCD_PORT}")

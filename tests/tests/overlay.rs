@@ -52,26 +52,7 @@ fn inspect(h: &TestHost, net: &str) -> Value {
 
 /// Keys under /wirehook/ in etcd.
 fn etcd_keys(cluster: &Cluster) -> Vec<String> {
-    let out = cluster
-        .underlay()
-        .exec(&[
-            "etcdctl",
-            "--endpoints",
-            &format!("http://{UNDERLAY_GW}:2379"),
-            "get",
-            "--prefix",
-            "/wirehook/",
-            "--keys-only",
-        ])
-        .expect_success("etcdctl get");
-    let mut keys: Vec<String> = out
-        .stdout_str()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect();
-    keys.sort();
-    keys
+    cluster.etcd_keys("/wirehook/")
 }
 
 fn wirehook_links(h: &TestHost) -> Vec<String> {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{ipv4_of, run_dir, unwire, wire};
 use wirehook_shared::dns::wire::{rcode, Record, TYPE_A, TYPE_AAAA, TYPE_PTR};
-use wirehook_tests::cluster::{eventually, Cluster, ClusterHost, UNDERLAY_GW};
+use wirehook_tests::cluster::{eventually, Cluster, ClusterHost};
 use wirehook_tests::*;
 
 const RESOLVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)), 53);
@@ -122,26 +122,7 @@ fn arpa(ip: IpAddr) -> String {
 
 /// Keys under /wirehook/v1/names/ in etcd.
 fn name_keys(cluster: &Cluster) -> Vec<String> {
-    let out = cluster
-        .underlay()
-        .exec(&[
-            "etcdctl",
-            "--endpoints",
-            &format!("http://{UNDERLAY_GW}:2379"),
-            "get",
-            "--prefix",
-            "/wirehook/v1/names/",
-            "--keys-only",
-        ])
-        .expect_success("etcdctl get");
-    let mut keys: Vec<String> = out
-        .stdout_str()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_string)
-        .collect();
-    keys.sort();
-    keys
+    cluster.etcd_keys("/wirehook/v1/names/")
 }
 
 fn resolver_pid(h: &TestHost) -> i32 {

@@ -248,22 +248,12 @@ impl Agent<'_> {
 
     fn spawn_watch(&self, generation: u64, from: i64, tx: Sender<Msg>) -> Result<()> {
         let watch = self.etcd.watch(&overlay::networks_prefix(), from)?;
-        std::thread::spawn(move || {
-            for msg in watch {
-                match msg {
-                    Ok(m) => {
-                        if tx.send(Msg::Watch(generation, m)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Msg::WatchEnded(generation, e.to_string()));
-                        return;
-                    }
-                }
-            }
-            let _ = tx.send(Msg::WatchEnded(generation, "connection closed".into()));
-        });
+        watch.forward(
+            "agent-watch",
+            tx,
+            move |m| Msg::Watch(generation, m),
+            move |cause| Msg::WatchEnded(generation, cause),
+        )?;
         Ok(())
     }
 

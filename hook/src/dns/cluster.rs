@@ -404,25 +404,12 @@ impl Worker {
             .watch(&overlay::names_prefix(), listing.revision + 1)?;
         self.stopper = Some(watch.stopper());
         let (tx, generation) = (self.tx.clone(), self.generation);
-        std::thread::Builder::new()
-            .name("dns-watch".into())
-            .spawn(move || {
-                for msg in watch {
-                    match msg {
-                        Ok(m) => {
-                            if tx.send(Msg::Watch(generation, m)).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Msg::WatchEnded(generation, e.to_string()));
-                            return;
-                        }
-                    }
-                }
-                let _ = tx.send(Msg::WatchEnded(generation, "connection closed".into()));
-            })
-            .map_err(|e| wirehook_shared::Error::Store(format!("cannot start a thread: {e}")))?;
+        watch.forward(
+            "dns-watch",
+            tx,
+            move |m| Msg::Watch(generation, m),
+            move |cause| Msg::WatchEnded(generation, cause),
+        )?;
         self.watching = true;
         Ok(())
     }

@@ -942,6 +942,39 @@ impl Watch {
         self.stopper.clone()
     }
 
+    /// Run this watch on a thread of its own (named `name`), sending each
+    /// message through `on_msg` and, once it ends, one last `on_end` with
+    /// the cause, unless the receiver is gone. The loops that apply
+    /// changes (the agent's, the resolver's) take both from one channel.
+    pub fn forward<M: Send + 'static>(
+        self,
+        name: &str,
+        tx: std::sync::mpsc::Sender<M>,
+        on_msg: impl Fn(WatchMsg) -> M + Send + 'static,
+        on_end: impl Fn(String) -> M + Send + 'static,
+    ) -> Result<()> {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                for msg in self {
+                    match msg {
+                        Ok(m) => {
+                            if tx.send(on_msg(m)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(on_end(e.to_string()));
+                            return;
+                        }
+                    }
+                }
+                let _ = tx.send(on_end("connection closed".into()));
+            })
+            .map(|_| ())
+            .map_err(|e| Error::Store(format!("cannot start a thread for the watch: {e}")))
+    }
+
     /// The next meaningful line of the stream; `Ok(None)` at its end.
     fn read_line(&mut self) -> std::result::Result<Option<WatchLine>, String> {
         let Some(reader) = self.reader.as_mut() else {
