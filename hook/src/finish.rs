@@ -314,6 +314,52 @@ fn test_delay() {
     }
 }
 
+/// The child of a fork that outlives the hook: its own session, and its
+/// standard descriptors on /dev/null, so the runtime's pipes reach EOF
+/// (the runtime waits for them).
+pub fn detach_child() {
+    let _ = nix::unistd::setsid();
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
+/// A pipe that tells a forked child when the hook has exited: the parent
+/// keeps the write end open until its exit ([`ExitPipe::parent`]), and
+/// the child reads until EOF ([`ExitPipe::wait`]).
+pub struct ExitPipe {
+    r: std::os::fd::OwnedFd,
+    w: std::os::fd::OwnedFd,
+}
+
+impl ExitPipe {
+    pub fn new() -> Option<ExitPipe> {
+        let (r, w) = nix::unistd::pipe().ok()?;
+        Some(ExitPipe { r, w })
+    }
+
+    /// In the parent: the write end is closed by the kernel at exit.
+    pub fn parent(self) {
+        drop(self.r);
+        std::mem::forget(self.w);
+    }
+
+    /// In the child: block until the parent has exited.
+    pub fn wait(self) {
+        drop(self.w);
+        let mut buf = [0u8; 1];
+        let _ = nix::unistd::read(&self.r, &mut buf);
+    }
+}
+
 /// Run `items` in a detached child and return at once, without waiting
 /// for it: when we exit, it is reparented to whoever reaps orphans (init
 /// or the runtime's subreaper). If the fork fails, the items run here.
@@ -335,44 +381,28 @@ pub fn detach(paths: &Paths, owner: &str, links: Vec<String>, items: Vec<Deferre
             "cannot write the finisher's marker ({e}); gc may race it"
         ));
     }
-    use nix::unistd::{fork, setsid, ForkResult};
+    use nix::unistd::{fork, ForkResult};
     // The finisher outlives us: it holds the nf_tables socket until we are
     // gone, so the grace period its close costs is never ours. It learns we
     // are gone when the pipe's write end (ours) closes.
-    let pipe = nix::unistd::pipe().ok();
+    let pipe = ExitPipe::new();
     // SAFETY: the hook is single-threaded (a current-thread runtime), so the
     // child may run arbitrary code after fork.
     match unsafe { fork() } {
         Ok(ForkResult::Parent { .. }) => {
             // The child holds the lock (same open file) after we exit.
             std::mem::forget(lock);
-            if let Some((r, w)) = pipe {
-                drop(r);
-                // Closed by the kernel when this process exits.
-                std::mem::forget(w);
+            if let Some(p) = pipe {
+                p.parent();
             }
         }
         Ok(ForkResult::Child) => {
-            let _ = setsid();
-            // Let the runtime's pipes reach EOF: it waits for them.
-            if let Ok(null) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                use std::os::fd::AsRawFd;
-                for fd in 0..3 {
-                    // SAFETY: dup2 onto the standard descriptors.
-                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
-                }
-            }
+            detach_child();
             test_delay();
             run(paths, owner, items);
             let _ = fsutil::remove_file(&marker);
-            if let Some((r, w)) = pipe {
-                drop(w);
-                let mut buf = [0u8; 1];
-                let _ = nix::unistd::read(&r, &mut buf);
+            if let Some(p) = pipe {
+                p.wait();
             }
             drop(lock);
             // SAFETY: leave without running the parent's destructors.

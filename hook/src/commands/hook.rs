@@ -86,36 +86,20 @@ pub fn run(paths: &Paths, stage: Option<Stage>) -> Result<()> {
 /// does (`finish::detach`). Called after setup, when the setup's locks and
 /// the container's namespace are no longer held by any descriptor.
 fn hold_until_exit() {
-    use nix::unistd::{fork, setsid, ForkResult};
-    let Ok((r, w)) = nix::unistd::pipe() else {
+    use crate::finish::{detach_child, ExitPipe};
+    use nix::unistd::{fork, ForkResult};
+    let Some(pipe) = ExitPipe::new() else {
         return;
     };
     // SAFETY: the hook is single-threaded (current-thread runtimes), so the
     // child may run arbitrary code after fork.
     match unsafe { fork() } {
-        Ok(ForkResult::Parent { .. }) => {
-            drop(r);
-            // Closed by the kernel when this process exits.
-            std::mem::forget(w);
-        }
+        Ok(ForkResult::Parent { .. }) => pipe.parent(),
         Ok(ForkResult::Child) => {
-            // Let the runtime's pipes reach EOF: it waits for them.
-            if let Ok(null) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                use std::os::fd::AsRawFd;
-                for fd in 0..3 {
-                    // SAFETY: dup2 onto the standard descriptors.
-                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
-                }
-            }
-            let _ = setsid();
-            drop(w);
-            let mut buf = [0u8; 1];
-            // EOF once the hook is gone.
-            let _ = nix::unistd::read(&r, &mut buf);
+            detach_child();
+            // Until the hook is gone: then this process's exit closes the
+            // socket and pays the grace period.
+            pipe.wait();
             // SAFETY: leave without running the parent's destructors.
             unsafe { libc::_exit(0) };
         }
