@@ -14,7 +14,9 @@
 //!   container, which is all teardown needs.
 //! - [`netns`] opens, enters, bind-mounts and enumerates network namespaces;
 //!   [`netlink`] talks rtnetlink (links, addresses, routes) in any of them;
-//!   [`announce`] sends the gratuitous ARP a re-used address needs.
+//!   [`announce`] sends the gratuitous ARP a re-used address needs;
+//!   [`nlraw`] is the raw netlink socket of the families spoken by hand
+//!   (nf_tables, WireGuard, sock_diag).
 //! - [`firewall`] owns the `inet wirehook` nftables table: per-network rules
 //!   once, per-container set/map elements only, conntrack cleanup.
 //! - [`cluster`] is the cluster store overlay networks agree through:
@@ -38,6 +40,7 @@ pub mod listeners;
 pub mod netlink;
 pub mod netns;
 pub mod network;
+pub mod nlraw;
 pub mod overlay;
 pub mod paths;
 pub mod ports;

@@ -13,9 +13,9 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::{Error, Result};
+use crate::nlraw::{self, RawSocket};
 use crate::ports::Protocol;
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -107,32 +107,22 @@ pub fn listeners(protocol: Protocol) -> Result<Vec<Listener>> {
     Ok(out.into_iter().collect())
 }
 
-fn diag_socket() -> Result<OwnedFd> {
-    // SAFETY: plain socket call; the result is checked and owned at once.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    if fd < 0 {
-        return Err(Error::invalid(format!(
-            "cannot open a sock_diag socket: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: fd is fresh and ours.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn diag_socket() -> Result<RawSocket> {
+    let sock = RawSocket::open(libc::NETLINK_SOCK_DIAG)
+        .map_err(|e| Error::invalid(format!("cannot open a sock_diag socket: {e}")))?;
+    // A dump never takes long: a lost answer must not hang a start.
+    let _ = sock.set_recv_timeout(std::time::Duration::from_secs(5));
+    Ok(sock)
 }
 
 /// One dump: (address, port, inode) of each socket; Err(errno).
 fn dump(
-    sock: &OwnedFd,
+    sock: &RawSocket,
     family: u8,
     proto: u8,
     states: u32,
 ) -> std::result::Result<Vec<(IpAddr, u16, u32)>, i32> {
+    let errno = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
     let mut req = [0u8; REQUEST_LEN];
     req[0..4].copy_from_slice(&(REQUEST_LEN as u32).to_ne_bytes());
     req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
@@ -142,58 +132,31 @@ fn dump(
     req[16] = family;
     req[17] = proto;
     req[20..24].copy_from_slice(&states.to_ne_bytes());
-    // SAFETY: the buffer outlives the call.
-    let n = unsafe { libc::send(sock.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO));
-    }
+    sock.send(&req).map_err(errno)?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        // SAFETY: the buffer outlives the call and its length is its own.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
+        let n = sock.recv(&mut buf, true).map_err(errno)?.unwrap_or(0);
+        for m in nlraw::messages(&buf[..n]) {
+            let m = m.map_err(|_| libc::EBADMSG)?;
+            if m.is_done() {
+                return Ok(out);
             }
-            return Err(e.raw_os_error().unwrap_or(libc::EIO));
-        }
-        let mut data = &buf[..n as usize];
-        while data.len() >= 16 {
-            let len = u32::from_ne_bytes(data[0..4].try_into().unwrap()) as usize;
-            let kind = u16::from_ne_bytes(data[4..6].try_into().unwrap());
-            if len < 16 || len > data.len() {
-                return Err(libc::EBADMSG);
+            if let Some(e) = m.errno() {
+                return Err(if e == 0 { libc::EIO } else { e });
             }
-            let body = &data[16..len];
-            match kind as i32 {
-                libc::NLMSG_DONE => return Ok(out),
-                libc::NLMSG_ERROR => {
-                    let errno = body
-                        .get(0..4)
-                        .map(|b| -i32::from_ne_bytes(b.try_into().unwrap()))
-                        .unwrap_or(libc::EIO);
-                    return Err(errno);
-                }
-                _ if body.len() >= MSG_LEN => {
-                    let port = u16::from_be_bytes([body[4], body[5]]);
-                    let src = &body[8..24];
-                    let address = if body[0] == libc::AF_INET as u8 {
-                        IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3]))
-                    } else {
-                        IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(src).unwrap()))
-                    };
-                    let inode = u32::from_ne_bytes(body[68..72].try_into().unwrap());
-                    out.push((address, port, inode));
-                }
-                _ => {}
+            let body = m.body;
+            if body.len() >= MSG_LEN {
+                let port = u16::from_be_bytes([body[4], body[5]]);
+                let src = &body[8..24];
+                let address = if body[0] == libc::AF_INET as u8 {
+                    IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3]))
+                } else {
+                    IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(src).unwrap()))
+                };
+                let inode = u32::from_ne_bytes(body[68..72].try_into().unwrap());
+                out.push((address, port, inode));
             }
-            // Messages are 4-byte aligned.
-            let step = (len + 3) & !3;
-            data = &data[step.min(data.len())..];
         }
     }
 }

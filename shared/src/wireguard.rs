@@ -16,13 +16,13 @@
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use base64::Engine as _;
 
 use crate::error::{Error, Result};
+use crate::nlraw::{self, RawSocket};
 use crate::paths::Paths;
 
 /// What WireGuard adds to every packet over an IPv4 underlay: outer IPv4
@@ -256,8 +256,6 @@ const CTRL_ATTR_FAMILY_NAME: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 const WG_CMD_GET_DEVICE: u8 = 0;
@@ -351,7 +349,7 @@ fn parse_sockaddr(b: &[u8]) -> Option<SocketAddrV4> {
 /// A generic netlink socket bound to the WireGuard family, in the
 /// namespace of the thread that opened it.
 pub struct Genl {
-    fd: OwnedFd,
+    sock: RawSocket,
     family: u16,
     seq: std::cell::Cell<u32>,
 }
@@ -360,24 +358,11 @@ impl Genl {
     /// Open the socket and look the WireGuard family up; a kernel without
     /// it gets [`missing_module_message`].
     pub fn open() -> Result<Genl> {
-        // SAFETY: plain socket(2); the fd is owned below.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_GENERIC,
-            )
-        };
-        if raw < 0 {
-            return Err(Error::sys(
-                "open generic netlink socket",
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: raw is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let sock = RawSocket::open(libc::NETLINK_GENERIC)
+            .map_err(|e| Error::sys("open generic netlink socket", e))?;
+        let _ = sock.set_recv_timeout(std::time::Duration::from_secs(5));
         let mut g = Genl {
-            fd,
+            sock,
             family: GENL_ID_CTRL,
             seq: std::cell::Cell::new(1),
         };
@@ -421,60 +406,23 @@ impl Genl {
         msg.extend_from_slice(&0u32.to_ne_bytes());
         msg.extend_from_slice(&[cmd, version, 0, 0]);
         msg.extend_from_slice(&attrs.0);
-        // SAFETY: sends our buffer to the kernel (a zeroed sockaddr_nl).
-        let sent = unsafe {
-            let mut sa: libc::sockaddr_nl = std::mem::zeroed();
-            sa.nl_family = libc::AF_NETLINK as u16;
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if sent < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        self.sock.send(&msg)?;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            // SAFETY: receives into our buffer.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
+            let n = self.sock.recv(&mut buf, true)?.unwrap_or(0);
+            for m in nlraw::messages(&buf[..n]) {
+                let m = m?;
+                if m.seq != seq {
                     continue;
                 }
-                return Err(e);
-            }
-            let mut b = &buf[..n as usize];
-            while b.len() >= 16 {
-                let mlen = u32::from_ne_bytes(b[..4].try_into().expect("4")) as usize;
-                let ty = u16::from_ne_bytes([b[4], b[5]]);
-                let mseq = u32::from_ne_bytes(b[8..12].try_into().expect("4"));
-                if mlen < 16 || mlen > b.len() {
-                    return Err(std::io::Error::other("malformed netlink reply"));
+                if m.is_done() {
+                    return Ok(out);
                 }
-                let body = &b[16..mlen];
-                b = &b[((mlen + 3) & !3).min(b.len())..];
-                if mseq != seq {
-                    continue;
-                }
-                match ty {
-                    NLMSG_DONE => return Ok(out),
-                    NLMSG_ERROR => {
-                        let code = body
-                            .get(..4)
-                            .map_or(0, |x| i32::from_ne_bytes(x.try_into().expect("4")));
-                        if code == 0 {
-                            return Ok(out);
-                        }
-                        return Err(std::io::Error::from_raw_os_error(-code));
-                    }
-                    _ => out.push(body.get(4..).unwrap_or_default().to_vec()),
+                match m.errno() {
+                    Some(0) => return Ok(out),
+                    Some(e) => return Err(std::io::Error::from_raw_os_error(e)),
+                    None => out.push(m.body.get(4..).unwrap_or_default().to_vec()),
                 }
             }
         }

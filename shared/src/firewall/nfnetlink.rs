@@ -25,9 +25,9 @@
 //! overlaps whatever the caller does meanwhile (often it has elapsed).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::{Error, Result};
+use crate::nlraw::{self, RawSocket};
 
 // linux/netlink.h
 pub const NLMSG_ERROR: u16 = 2;
@@ -278,27 +278,16 @@ impl<'a> Reply<'a> {
     }
 }
 
-fn parse_replies(mut buf: &[u8]) -> Vec<Reply<'_>> {
-    let mut out = Vec::new();
-    while buf.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
-        if len < NLMSG_HDRLEN || len > buf.len() {
-            break;
-        }
-        out.push(Reply {
-            ty: u16::from_ne_bytes([buf[4], buf[5]]),
-            flags: u16::from_ne_bytes([buf[6], buf[7]]),
-            seq: u32::from_ne_bytes(buf[8..12].try_into().unwrap()),
-            body: &buf[NLMSG_HDRLEN..len],
-        });
-        let aligned = (len + 3) & !3;
-        buf = if aligned >= buf.len() {
-            &[]
-        } else {
-            &buf[aligned..]
-        };
-    }
-    out
+fn parse_replies(buf: &[u8]) -> Vec<Reply<'_>> {
+    nlraw::messages(buf)
+        .map_while(|m| m.ok())
+        .map(|m| Reply {
+            ty: m.kind,
+            flags: m.flags,
+            seq: m.seq,
+            body: m.body,
+        })
+        .collect()
 }
 
 /// The kernel's answer to one message of a transaction or request list.
@@ -339,7 +328,7 @@ impl BatchOutcome {
 
 /// A `NETLINK_NETFILTER` socket in the calling thread's network namespace.
 pub struct Socket {
-    fd: OwnedFd,
+    sock: RawSocket,
     seq: u32,
     rcvbuf: usize,
     sndbuf: usize,
@@ -352,87 +341,19 @@ const REQUEST_CHUNK: usize = 512;
 
 impl Socket {
     pub fn open() -> Result<Socket> {
-        // SAFETY: plain socket(2) call; the fd is owned right away.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::sys(
-                "open NETLINK_NETFILTER socket",
-                io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_nl is plain data; zeroed means "kernel picks the port id".
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: addr is a valid sockaddr_nl of the given size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(Error::sys(
-                "bind NETLINK_NETFILTER socket",
-                io::Error::last_os_error(),
-            ));
-        }
-        let sock = Socket {
-            fd,
+        let sock = RawSocket::open(libc::NETLINK_NETFILTER)
+            .map_err(|e| Error::sys("open NETLINK_NETFILTER socket", e))?;
+        // Best effort: short error acks with the kernel's explanation.
+        let _ = sock.set_int(libc::SOL_NETLINK, NETLINK_CAP_ACK, 1);
+        let _ = sock.set_int(libc::SOL_NETLINK, NETLINK_EXT_ACK, 1);
+        // A blocking read never waits forever on a confused kernel.
+        let _ = sock.set_recv_timeout(std::time::Duration::from_secs(5));
+        Ok(Socket {
+            sock,
             seq: initial_seq(),
             rcvbuf: 0,
             sndbuf: 0,
-        };
-        // Best effort: short error acks with the kernel's explanation.
-        let _ = sock.setsockopt(libc::SOL_NETLINK, NETLINK_CAP_ACK, 1);
-        let _ = sock.setsockopt(libc::SOL_NETLINK, NETLINK_EXT_ACK, 1);
-        // A blocking read never waits forever on a confused kernel.
-        let tv = libc::timeval {
-            tv_sec: 5,
-            tv_usec: 0,
-        };
-        // SAFETY: tv is a valid timeval of the given size.
-        unsafe {
-            libc::setsockopt(
-                sock.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
-        Ok(sock)
-    }
-
-    fn setsockopt(
-        &self,
-        level: libc::c_int,
-        name: libc::c_int,
-        val: libc::c_int,
-    ) -> io::Result<()> {
-        // SAFETY: val is a valid c_int of the given size.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                level,
-                name,
-                &val as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        })
     }
 
     /// Make room for sending `len` bytes in one datagram (netlink refuses
@@ -442,10 +363,11 @@ impl Socket {
         if want > self.sndbuf && want > 200 * 1024 {
             let v = want.min(i32::MAX as usize) as libc::c_int;
             if self
-                .setsockopt(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, v)
+                .sock
+                .set_int(libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, v)
                 .is_err()
             {
-                let _ = self.setsockopt(libc::SOL_SOCKET, libc::SO_SNDBUF, v);
+                let _ = self.sock.set_int(libc::SOL_SOCKET, libc::SO_SNDBUF, v);
             }
             self.sndbuf = want;
         }
@@ -458,10 +380,11 @@ impl Socket {
         if want > self.rcvbuf && want > 200 * 1024 {
             let v = want.min(i32::MAX as usize) as libc::c_int;
             if self
-                .setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v)
+                .sock
+                .set_int(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, v)
                 .is_err()
             {
-                let _ = self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, v);
+                let _ = self.sock.set_int(libc::SOL_SOCKET, libc::SO_RCVBUF, v);
             }
             self.rcvbuf = want;
         }
@@ -476,73 +399,23 @@ impl Socket {
     }
 
     fn send(&self, buf: &[u8], op: &str) -> Result<()> {
-        // SAFETY: sockaddr_nl zeroed = the kernel (pid 0).
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        loop {
-            // SAFETY: buf and addr are valid for the given lengths.
-            let rc = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    buf.as_ptr() as *const libc::c_void,
-                    buf.len(),
-                    0,
-                    &addr as *const libc::sockaddr_nl as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-                )
-            };
-            if rc >= 0 {
-                if rc as usize != buf.len() {
-                    return Err(Error::netlink(
-                        op.to_string(),
-                        io::Error::other("short netlink send"),
-                    ));
-                }
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(Error::netlink(op.to_string(), e));
-            }
-        }
+        self.sock
+            .send(buf)
+            .map_err(|e| Error::netlink(op.to_string(), e))
     }
 
     /// One datagram; `Ok(None)` when nothing is queued and `block` is false.
     fn recv(&self, buf: &mut [u8], block: bool, op: &str) -> Result<Option<usize>> {
-        let flags = if block { 0 } else { libc::MSG_DONTWAIT };
-        loop {
-            // SAFETY: buf is valid for writes of buf.len() bytes.
-            let rc = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    flags | libc::MSG_TRUNC,
+        self.sock.recv(buf, block).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                Error::netlink(
+                    op.to_string(),
+                    io::Error::other("no answer from the kernel within 5 s"),
                 )
-            };
-            if rc >= 0 {
-                let n = rc as usize;
-                if n > buf.len() {
-                    return Err(Error::netlink(
-                        op.to_string(),
-                        io::Error::other("netlink reply truncated"),
-                    ));
-                }
-                return Ok(Some(n));
+            } else {
+                Error::netlink(op.to_string(), e)
             }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock if !block => return Ok(None),
-                io::ErrorKind::WouldBlock => {
-                    return Err(Error::netlink(
-                        op.to_string(),
-                        io::Error::other("no answer from the kernel within 5 s"),
-                    ))
-                }
-                _ => return Err(Error::netlink(op.to_string(), e)),
-            }
-        }
+        })
     }
 
     /// Send `msgs` as one nf_tables transaction and collect the verdicts.
