@@ -150,7 +150,9 @@ fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Resul
     loop {
         match ipam.take_static(ip, cx.id) {
             Err(Error::Conflict(msg)) => {
-                let finishing = ipam.holder(ip).is_some_and(|h| {
+                // No holder any more: the finisher let go of it between our
+                // try and this look, so try again at once.
+                let finishing = ipam.holder(ip).is_none_or(|h| {
                     wirehook_shared::store::Records::new(cx.paths)
                         .get(&h)
                         .ok()
@@ -172,11 +174,21 @@ fn take_static_when_free(cx: &SetupCx<'_>, ipam: &Ipam<'_>, ip: IpAddr) -> Resul
 /// the same ports at once); any other holder is an error.
 fn add_ports_when_free(cx: &SetupCx<'_>, rules: &[PortRule]) -> Result<()> {
     let deadline = std::time::Instant::now() + crate::finish::wait_budget();
+    let mut released_retries = 0;
     loop {
         match firewall::add_ports(rules) {
             Err(e) => {
-                let finishing = rules.iter().any(|r| {
-                    firewall::published_target(r).is_some_and(|(ip, _)| {
+                let targets: Vec<_> = rules.iter().map(firewall::published_target).collect();
+                // Every port free by now: its holder let go of it between our
+                // try and this look (a finishing teardown closes its ports
+                // first). Try again at once, a few times at most: a refusal
+                // that is not a taken port would come back each time.
+                if targets.iter().all(Option::is_none) && released_retries < 3 {
+                    released_retries += 1;
+                    continue;
+                }
+                let finishing = rules.iter().zip(&targets).any(|(r, t)| {
+                    t.is_some_and(|(ip, _)| {
                         ip != r.container_ip
                             && crate::finish::held_by_finishing_teardown(cx.paths, ip)
                     })
