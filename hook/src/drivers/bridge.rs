@@ -302,15 +302,24 @@ pub(super) fn attach(
         peer_ns: cx.netns,
         peer_mac: Some(mac),
     };
-    let created = match cx.host_nl.create_veth(&spec) {
-        Err(e) if e.errno() == Some(libc::EEXIST) && cx.host_nl.link(&host_name)?.is_some() => {
-            // Left over from an earlier run for this very container id.
-            log::warn(format!("removing stale {host_name} left by an earlier run"));
-            cx.host_nl.delete_link(&host_name)?;
-            cx.host_nl.create_veth(&spec)
+    // The host-side name is this container id's alone. Taken, it is left
+    // over from an earlier run of the id: removed by us, or by the kernel
+    // along with that run's namespace, which it does in the background
+    // and may finish between our try and our look. So: remove it if it
+    // is there, and try again. A clash that stays is the container's own
+    // interface name.
+    let mut created = cx.host_nl.create_veth(&spec);
+    for _ in 0..3 {
+        if !matches!(&created, Err(e) if e.errno() == Some(libc::EEXIST)) {
+            break;
         }
-        other => other,
-    };
+        if cx.host_nl.link(&host_name)?.is_some() {
+            log::warn(format!("removing stale {host_name} left by an earlier run"));
+            // Gone meanwhile is as good as removed.
+            let _ = cx.host_nl.delete_link(&host_name);
+        }
+        created = cx.host_nl.create_veth(&spec);
+    }
     let host_index = match created {
         Ok(i) => i,
         Err(e) if e.errno() == Some(libc::EEXIST) => {
