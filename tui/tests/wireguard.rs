@@ -193,3 +193,19 @@ fn an_unreadable_device_is_one_line_and_a_plain_overlay_none() {
         "{text}"
     );
 }
+
+#[test]
+fn a_host_without_a_key_or_peer_says_so_as_ps_does() {
+    // node-3 has published no key yet; node-2's key is not on the device.
+    let mut s = demo_snapshot(3, 1.0);
+    s.overlays[0].peers[1].wg_key = None;
+    let st = s.overlays[0].clone();
+    let dev = DeviceState::default();
+    s.wireguard = vec![WireguardDevice::new(&st, Ok(&dev), s.taken_at as u64)];
+    let (_, t) = topology(vec![s.clone(), s]);
+    let (l2, _, _) = find(&t, "peer node-2");
+    assert!(l2.contains("192.0.2.12, not a WireGuard peer"), "{l2}");
+    let (l3, x, y) = find(&t, "no WireGuard key");
+    assert!(l3.contains("peer node-3"), "{l3}");
+    assert_eq!(t.backend().buffer()[(x, y)].fg, Color::Yellow, "{l3}");
+}

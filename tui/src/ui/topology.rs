@@ -102,21 +102,32 @@ fn peer_lines(
             STALE,
         )));
     }
-    let mut rows: Vec<(String, Option<&WireguardPeer>)> = st
+    // (what, its WireGuard peer, or what `ps` says when there is none)
+    let mut rows: Vec<(String, Result<&WireguardPeer, &str>)> = st
         .peers
         .iter()
         .map(|p| {
-            let key = p.wg_key.as_deref();
-            let k = wg.peers.iter().find(|w| key == Some(w.public_key.as_str()));
-            (format!("peer {}", p.describe()), k)
+            let w = match p.wg_key.as_deref() {
+                None => Err("no WireGuard key"),
+                Some(k) => wg
+                    .peers
+                    .iter()
+                    .find(|w| w.public_key == k)
+                    .ok_or("not a WireGuard peer"),
+            };
+            (format!("peer {}", p.describe()), w)
         })
         .collect();
     for w in &wg.peers {
-        if w.host.is_none() || !st.peers.iter().any(|p| Some(&p.host) == w.host.as_ref()) {
+        if !st
+            .peers
+            .iter()
+            .any(|p| p.wg_key.as_deref() == Some(w.public_key.as_str()))
+        {
             let short: String = w.public_key.chars().take(8).collect();
             rows.push((
                 format!("key {short}… via {}", w.endpoint.as_deref().unwrap_or("-")),
-                Some(w),
+                Ok(w),
             ));
         }
     }
@@ -128,12 +139,13 @@ fn peer_lines(
         };
         let mut s = vec![Span::raw(format!("    {branch} {what}"))];
         match w {
-            Some(w) => s.extend(wireguard_spans(w, bits)),
-            None if wg.error.is_none() => {
+            Ok(w) => s.extend(wireguard_spans(w, bits)),
+            // The device was not read: its error line says why.
+            Err(_) if wg.error.is_some() => {}
+            Err(why) => {
                 s.push(Span::raw(", "));
-                s.push(Span::styled("not a WireGuard peer", STALE));
+                s.push(Span::styled(*why, STALE));
             }
-            None => {}
         }
         out.push(Line::from(s));
     }
