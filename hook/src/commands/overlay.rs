@@ -175,6 +175,12 @@ fn rotate_key(paths: &Paths) -> Result<()> {
             .map(|n| network_lock(paths, n))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         key.save(paths, true)?;
+        // This host's devices take the new key before the others learn
+        // it (see `driver::rekey`); the reconcile below publishes it.
+        let nl = Netlink::new()?;
+        for n in &names {
+            driver::rekey(paths, &nl, n)?;
+        }
     }
     log::info(format!(
         "rotated this host's WireGuard key: public key now {}",

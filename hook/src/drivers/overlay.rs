@@ -316,6 +316,28 @@ pub fn realize(
     })
 }
 
+/// Key this host's WireGuard device of network `net` (if it is an
+/// encrypted one joined here) with the key file's key, keeping its peers
+/// and their sessions' addresses: the first step of a key rotation, before
+/// the new public key is published. Another host's agent then swaps in the
+/// new key as a new peer, which WireGuard greets with a keepalive at once,
+/// and this host already answers to it. (Published first, a peer swapped
+/// before this device was rekeyed had its handshake refused and waited for
+/// WireGuard's 5 s handshake retry.)
+pub fn rekey(paths: &Paths, nl: &Netlink, net: &str) -> Result<()> {
+    let Some(st) = LocalState::load(paths, net)? else {
+        return Ok(());
+    };
+    if st.wireguard.is_empty() {
+        return Ok(());
+    }
+    let Some(link) = nl.link(&st.wireguard)? else {
+        return Ok(()); // not made yet: made with the new key
+    };
+    let key = KeyPair::load_or_create(paths)?;
+    Genl::open()?.configure(link.index, &key, overlay::wireguard_port(st.vni), &[], &[])
+}
+
 /// Does device `index` carry this host's key and the network's port?
 fn wg_keyed(wg: &Wg, index: u32) -> bool {
     wg.genl
