@@ -37,7 +37,7 @@ pub enum OverlayCmd {
     /// Replace this host's WireGuard key pair (encrypted overlay networks)
     /// and publish the new public key; the other hosts' agents pick it up
     #[command(
-        after_help = "The new private key replaces /etc/wirehook/wireguard.key (mode 0600); every encrypted network this host has joined is reconciled at once, which writes the new public key to the store. Traffic to this host pauses until the other hosts have the new key: their agents apply it as soon as etcd tells them (hosts without an agent: `wirehook overlay reconcile` there)."
+        after_help = "The new private key replaces /etc/wirehook/wireguard.key (mode 0600); this host's WireGuard devices take the new key (keeping their peers), then every encrypted network this host has joined is reconciled at once, which writes the new public key to the store. Traffic to this host pauses until the other hosts have the new key: their agents apply it as soon as etcd tells them (hosts without an agent: `wirehook overlay reconcile` there)."
     )]
     RotateKey,
 }
