@@ -34,6 +34,50 @@ pub const WG_OVERHEAD: u32 = 60;
 /// not wait for a handshake.
 pub const KEEPALIVE: u16 = 25;
 
+/// WireGuard's Reject-After-Time (seconds): a session whose last
+/// handshake is older than this carries no more traffic, so a peer whose
+/// handshake is this old has not been talked to successfully for a while.
+pub const REJECT_AFTER: u64 = 180;
+
+/// A peer's handshake as `wirehook ps` and wiretop word it: `handshake 12
+/// s ago`, or `no handshake yet` (`last`: seconds since the epoch of the
+/// last handshake, 0 for none; `now`: the time it is measured at).
+pub fn handshake_text(last: u64, now: u64) -> String {
+    if last == 0 {
+        "no handshake yet".into()
+    } else {
+        format!("handshake {} s ago", now.saturating_sub(last))
+    }
+}
+
+/// Is a peer's handshake stale: older than [`REJECT_AFTER`], or none at
+/// all although this host has sent the peer something (`tx_bytes`).
+pub fn handshake_stale(last: u64, now: u64, tx_bytes: u64) -> bool {
+    if last == 0 {
+        tx_bytes > 0
+    } else {
+        now.saturating_sub(last) > REJECT_AFTER
+    }
+}
+
+/// The WireGuard device `name` of this thread's network namespace, as the
+/// kernel has it (its index from if_nametoindex(3), then one dump). A
+/// missing device is [`Error::NotFound`].
+pub fn device_state(name: &str) -> Result<DeviceState> {
+    let missing = || {
+        Error::NotFound(format!(
+            "{name} does not exist on this host (not joined yet)"
+        ))
+    };
+    let c = std::ffi::CString::new(name).map_err(|_| missing())?;
+    // SAFETY: a NUL-terminated name that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        return Err(missing());
+    }
+    Genl::open()?.device(index)
+}
+
 /// The error for a kernel without WireGuard.
 pub fn missing_module_message() -> String {
     "this kernel has no WireGuard (module wireguard, CONFIG_WIREGUARD): encrypted overlay networks need it; load it with `modprobe wireguard` (Linux 5.6 or later) or create the network without --encrypted".into()
@@ -557,6 +601,12 @@ mod tests {
         );
         assert_eq!(decode_key(&k.public_b64()).unwrap(), *k.public());
         assert!(decode_key("short").is_none());
+        assert_eq!(handshake_text(0, 100), "no handshake yet");
+        assert_eq!(handshake_text(88, 100), "handshake 12 s ago");
+        assert!(!handshake_stale(0, 100, 0), "nothing sent, nothing missed");
+        assert!(handshake_stale(0, 100, 148), "sent, never answered");
+        assert!(!handshake_stale(1000, 1000 + REJECT_AFTER, 1));
+        assert!(handshake_stale(1000, 1001 + REJECT_AFTER, 1));
         let a = KeyPair::generate().unwrap();
         let b = KeyPair::generate().unwrap();
         assert_ne!(a.public(), b.public());

@@ -735,6 +735,9 @@ static SHARED: Mutex<Option<Vm>> = Mutex::new(None);
 pub struct TestBinaries {
     /// The `wirehook` binary (snapshot).
     pub wirehook: PathBuf,
+    /// The `wiretop` binary (snapshot), beside `wirehook`: tests find it
+    /// as `TestHost::wirehook_bin().with_file_name("wiretop")`.
+    pub wiretop: PathBuf,
     /// Integration test name (`hook_bridge`) → executable (snapshot).
     pub tests: HashMap<String, PathBuf>,
     /// The running test executable (snapshot).
@@ -818,10 +821,10 @@ fn snapshot(src: &Path, dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Builds (if needed) the integration tests `names` of the `wirehook-tests`
-/// crate and the `wirehook` binary with cargo, for the profile of the running
+/// crate and the `wirehook` and `wiretop` binaries with cargo, for the profile of the running
 /// test executable (cargo's `executable` field says where they are), and
 /// copies them and the running executable to a snapshot directory,
-/// `target/wirehook-vm/bins-PID/` (`wirehook`, `deps/NAME-HASH`), removed
+/// `target/wirehook-vm/bins-PID/` (`wirehook`, `wiretop`, `deps/NAME-HASH`), removed
 /// at exit. The VM runs the snapshot: it caches the host's files while it
 /// runs, and a binary that cargo replaced under a running VM would be read
 /// half old, half new there.
@@ -896,11 +899,17 @@ pub fn cargo_test_binaries(names: &[&str]) -> TestBinaries {
         "build".into(),
         "-p".into(),
         "wirehook".into(),
+        "-p".into(),
+        "wiretop".into(),
         "--bin".into(),
         "wirehook".into(),
+        "--bin".into(),
+        "wiretop".into(),
     ]);
     let wirehook = executable(&msgs, "wirehook", "bin")
         .unwrap_or_else(|| panic!("cargo build -p wirehook named no wirehook executable"));
+    let wiretop = executable(&msgs, "wiretop", "bin")
+        .unwrap_or_else(|| panic!("cargo build -p wiretop named no wiretop executable"));
     let mut built = Vec::new();
     if !names.is_empty() {
         let mut args: Vec<String> = vec![
@@ -950,6 +959,7 @@ pub fn cargo_test_binaries(names: &[&str]) -> TestBinaries {
         .collect();
     TestBinaries {
         wirehook: snapshot(&wirehook, &dir, "wirehook"),
+        wiretop: snapshot(&wiretop, &dir, "wiretop"),
         this: snapshot(&exe, &dir.join("deps"), &file_name(&exe)),
         tests,
     }

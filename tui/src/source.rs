@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use wirehook_shared::inspect::model::Address;
 use wirehook_shared::inspect::{
     ContainerInfo, Counters, Discovery, Link, NameSource, Namespace, NsName, PeerRef, Process,
-    RateBase, Reader, Route, Snapshot, StateDirs,
+    RateBase, Reader, Route, Snapshot, StateDirs, WireguardDevice,
 };
+use wirehook_shared::overlay::LocalState;
 use wirehook_shared::paths::Paths;
 
 /// Something that produces snapshots, one per call (raw counters; the
@@ -51,8 +52,24 @@ impl Source for OsSource {
         let found = self.discovery.discover();
         let mut snap = self.reader.read_owned(found);
         snap.overlays = self.discovery.overlays();
+        snap.wireguard = wireguard_devices(&snap.overlays, snap.taken_at as u64);
         snap
     }
+}
+
+/// The WireGuard device of each encrypted overlay network, read from the
+/// kernel in this process's namespace (where wirehook made it): nothing
+/// at all without encrypted networks, so a kernel without WireGuard is
+/// never asked.
+fn wireguard_devices(overlays: &[LocalState], now: u64) -> Vec<WireguardDevice> {
+    overlays
+        .iter()
+        .filter(|st| !st.wireguard.is_empty())
+        .map(|st| {
+            let dev = wirehook_shared::wireguard::device_state(&st.wireguard);
+            WireguardDevice::new(st, dev.as_ref().map_err(|e| e.to_string()), now)
+        })
+        .collect()
 }
 
 /// Fixed frames, handed out in order; the last one repeats.
@@ -268,15 +285,21 @@ type DemoCtr = (
     &'static str,
 );
 
-/// The demo host's overlay network on `vxlan42`: two remote hosts.
-fn demo_overlay() -> wirehook_shared::overlay::LocalState {
-    use wirehook_shared::overlay::{LocalState, Peer};
+/// The demo's WireGuard public key of overlay peer `n` (made up).
+fn demo_wg_key(n: u8) -> [u8; 32] {
+    [n * 17; 32]
+}
+
+/// The demo host's overlay network on `vxlan42`, encrypted over `wg-mesh`:
+/// two remote hosts.
+fn demo_overlay() -> LocalState {
+    use wirehook_shared::overlay::Peer;
     let peer = |host: &str, n: u8| Peer {
         host: host.into(),
         subnet: format!("10.200.{n}.0/24").parse().expect("valid"),
         underlay: std::net::Ipv4Addr::new(192, 0, 2, 10 + n),
         vtep_mac: format!("02:00:00:00:00:{n:02x}"),
-        wg_key: None,
+        wg_key: Some(wirehook_shared::wireguard::encode_key(&demo_wg_key(n))),
     };
     LocalState {
         network: "mesh".into(),
@@ -286,12 +309,42 @@ fn demo_overlay() -> wirehook_shared::overlay::LocalState {
         vxlan: "vxlan42".into(),
         vxlan_index: 7,
         vni: 42,
+        wireguard: "wg-mesh".into(),
         store: "etcd http://192.0.2.1:2379".into(),
         peers: vec![peer("node-2", 2), peer("node-3", 3)],
         revision: 12,
         updated: 1_700_000_000,
-        ..Default::default()
     }
+}
+
+/// `wg-mesh` as the kernel would have it at `now`, tick `t`: node-2
+/// handshook recently and carries traffic; node-3 never answered (its
+/// handshake initiations go out unanswered: stale).
+fn demo_wireguard(st: &LocalState, now: u64, t: u64) -> WireguardDevice {
+    use wirehook_shared::wireguard::{DeviceState, PeerState};
+    let dev = DeviceState {
+        listen_port: 51862,
+        public_key: Some(demo_wg_key(1)),
+        peers: vec![
+            PeerState {
+                public_key: demo_wg_key(2),
+                endpoint: Some("192.0.2.12:51862".parse().expect("valid")),
+                allowed: vec![("10.200.2.254".parse().expect("valid"), 32)],
+                last_handshake: now - 12 - t % 30,
+                rx_bytes: 9_000 * (t + 1) + 3_000_000,
+                tx_bytes: 12_000 * (t + 1) + 2_000_000,
+            },
+            PeerState {
+                public_key: demo_wg_key(3),
+                endpoint: Some("192.0.2.13:51862".parse().expect("valid")),
+                allowed: vec![("10.200.3.254".parse().expect("valid"), 32)],
+                last_handshake: 0,
+                rx_bytes: 0,
+                tx_bytes: 148 * (t / 5 + 1),
+            },
+        ],
+    };
+    WireguardDevice::new(st, Ok(&dev), now)
 }
 
 pub fn demo_snapshot(tick: u64, interval: f64) -> Snapshot {
@@ -399,7 +452,23 @@ pub fn demo_snapshot(tick: u64, interval: f64) -> Snapshot {
                 0x07,
             );
             v.parent = Some("eth0".into());
+            v.mtu = 1390;
             v
+        },
+        {
+            let mut w = link(
+                8,
+                "wg-mesh",
+                "wireguard",
+                "unknown",
+                None,
+                None,
+                counters(t, 14_000, 11_000, 0),
+                0x08,
+            );
+            w.mac = None;
+            w.mtu = 1440;
+            w
         },
     ];
     host.addresses = vec![
@@ -551,12 +620,16 @@ pub fn demo_snapshot(tick: u64, interval: f64) -> Snapshot {
     out.push(denied);
     let mut all = vec![host];
     all.extend(out);
+    let overlay = demo_overlay();
+    let taken_at = 1_700_000_000.0 + tick as f64 * interval;
+    let wg = demo_wireguard(&overlay, taken_at as u64, t);
     let mut s = Snapshot {
-        taken_at: 1_700_000_000.0 + tick as f64 * interval,
+        taken_at,
         interval: None,
         namespaces: all,
         totals: Default::default(),
-        overlays: vec![demo_overlay()],
+        overlays: vec![overlay],
+        wireguard: vec![wg],
     };
     s.finish();
     s

@@ -37,7 +37,7 @@ pub enum OverlayCmd {
     /// Replace this host's WireGuard key pair (encrypted overlay networks)
     /// and publish the new public key; the other hosts' agents pick it up
     #[command(
-        after_help = "The new private key replaces /etc/wirehook/wireguard.key (mode 0600); every encrypted network this host has joined is reconciled at once, which writes the new public key to the store. Traffic to this host pauses until the other hosts have the new key: their agents apply it as soon as etcd tells them (hosts without an agent: `wirehook overlay reconcile` there)."
+        after_help = "The new private key replaces /etc/wirehook/wireguard.key (mode 0600); this host's WireGuard devices take the new key (keeping their peers), then every encrypted network this host has joined is reconciled at once, which writes the new public key to the store. Traffic to this host pauses until the other hosts have the new key: their agents apply it as soon as etcd tells them (hosts without an agent: `wirehook overlay reconcile` there)."
     )]
     RotateKey,
 }
@@ -175,6 +175,12 @@ fn rotate_key(paths: &Paths) -> Result<()> {
             .map(|n| network_lock(paths, n))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         key.save(paths, true)?;
+        // This host's devices take the new key before the others learn
+        // it (see `driver::rekey`); the reconcile below publishes it.
+        let nl = Netlink::new()?;
+        for n in &names {
+            driver::rekey(paths, &nl, n)?;
+        }
     }
     log::info(format!(
         "rotated this host's WireGuard key: public key now {}",

@@ -316,6 +316,28 @@ pub fn realize(
     })
 }
 
+/// Key this host's WireGuard device of network `net` (if it is an
+/// encrypted one joined here) with the key file's key, keeping its peers
+/// and their sessions' addresses: the first step of a key rotation, before
+/// the new public key is published. Another host's agent then swaps in the
+/// new key as a new peer, which WireGuard greets with a keepalive at once,
+/// and this host already answers to it. (Published first, a peer swapped
+/// before this device was rekeyed had its handshake refused and waited for
+/// WireGuard's 5 s handshake retry.)
+pub fn rekey(paths: &Paths, nl: &Netlink, net: &str) -> Result<()> {
+    let Some(st) = LocalState::load(paths, net)? else {
+        return Ok(());
+    };
+    if st.wireguard.is_empty() {
+        return Ok(());
+    }
+    let Some(link) = nl.link(&st.wireguard)? else {
+        return Ok(()); // not made yet: made with the new key
+    };
+    let key = KeyPair::load_or_create(paths)?;
+    Genl::open()?.configure(link.index, &key, overlay::wireguard_port(st.vni), &[], &[])
+}
+
 /// Does device `index` carry this host's key and the network's port?
 fn wg_keyed(wg: &Wg, index: u32) -> bool {
     wg.genl
@@ -557,30 +579,22 @@ fn sync_wireguard(nl: &Netlink, wg: &Wg, desired: &[Peer]) -> Result<()> {
     Ok(())
 }
 
-/// The WireGuard device of encrypted network `net` as the kernel has it.
+/// An encrypted network's WireGuard device on this host, as the kernel
+/// has it.
 pub fn wireguard_state(net: &str) -> Result<wireguard::DeviceState> {
-    let name = overlay::wireguard_name(net);
-    let link = Netlink::new()?.link(&name)?.ok_or_else(|| {
-        Error::NotFound(format!(
-            "{name} does not exist on this host (not joined yet)"
-        ))
-    })?;
-    Genl::open()?.device(link.index)
+    wireguard::device_state(&overlay::wireguard_name(net))
 }
 
 /// `handshake N s ago` / `no handshake yet` of the peer with public key
-/// `key` (base64) on `dev`, for `ps`.
+/// `key` (base64) on `dev`, for `ps` (the wording is shared with wiretop:
+/// [`wireguard::handshake_text`]).
 pub fn handshake_text(dev: &wireguard::DeviceState, key: Option<&str>) -> String {
     let Some(k) = key.and_then(wireguard::decode_key) else {
         return "no WireGuard key".into();
     };
     match dev.peers.iter().find(|p| p.public_key == k) {
         None => "not a WireGuard peer".into(),
-        Some(p) if p.last_handshake == 0 => "no handshake yet".into(),
-        Some(p) => format!(
-            "handshake {} s ago",
-            wirehook_shared::network::now().saturating_sub(p.last_handshake)
-        ),
+        Some(p) => wireguard::handshake_text(p.last_handshake, wirehook_shared::network::now()),
     }
 }
 

@@ -37,8 +37,8 @@ pub mod reader;
 
 pub use discover::{Discovery, Found, StateDirs};
 pub use model::{
-    Address, ContainerInfo, Counters, Link, NameSource, Namespace, NsName, PeerRef, Process, Rate,
-    RateBase, Route, Snapshot, Totals,
+    Address, ContainerInfo, Counters, Link, NameSource, Namespace, NsName, PeerRate, PeerRef,
+    Process, Rate, RateBase, Route, Snapshot, Totals, WireguardDevice, WireguardPeer,
 };
 pub use procs::{ProcTable, SelfMonitor};
 pub use reader::{ReadStats, Reader};

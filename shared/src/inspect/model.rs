@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub struct RateBase {
     taken_at: f64,
     links: HashMap<(u64, u32), (u64, Counters)>,
+    /// WireGuard peers' (rx, tx) bytes by (device, public key).
+    wireguard: HashMap<(String, String), (u64, u64)>,
 }
 
 fn name_hash(name: &str) -> u64 {
@@ -44,6 +46,124 @@ pub struct Snapshot {
     /// host's share, the remote hosts it reaches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overlays: Vec<crate::overlay::LocalState>,
+    /// The WireGuard devices of the encrypted ones among them, as the
+    /// kernel has them at this reading: each peer's handshake and bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wireguard: Vec<WireguardDevice>,
+}
+
+/// An encrypted overlay network's WireGuard device, as the kernel has it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireguardDevice {
+    /// The overlay network.
+    pub network: String,
+    /// The device (`wg-NET`).
+    pub device: String,
+    /// Why it could not be read (not there, no WireGuard in the kernel);
+    /// then it has no peers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub listen_port: u16,
+    #[serde(default)]
+    pub peers: Vec<WireguardPeer>,
+}
+
+/// One peer of a [`WireguardDevice`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireguardPeer {
+    /// The remote host whose public key this is, from the network's
+    /// peers (absent: a key wirehook did not program, or not any more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Base64, as `wg` prints it.
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Seconds since the epoch of the last handshake; 0: none yet.
+    pub last_handshake: u64,
+    /// Seconds from the last handshake to the reading (absent: none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_age: Option<u64>,
+    /// Older than WireGuard's reject-after time (180 s), or none although
+    /// traffic was sent to the peer.
+    #[serde(default)]
+    pub stale: bool,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    /// Bytes per second since the previous reading (absent in the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<PeerRate>,
+}
+
+/// Bytes per second to and from a WireGuard peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerRate {
+    pub rx_bytes: f64,
+    pub tx_bytes: f64,
+}
+
+impl WireguardDevice {
+    /// The device of overlay network `st` from the kernel's state (or why
+    /// it could not be read), at `now` (seconds since the epoch): each
+    /// peer named by the host the network's peers give its key.
+    pub fn new(
+        st: &crate::overlay::LocalState,
+        dev: std::result::Result<&crate::wireguard::DeviceState, String>,
+        now: u64,
+    ) -> WireguardDevice {
+        let mut out = WireguardDevice {
+            network: st.network.clone(),
+            device: st.wireguard.clone(),
+            ..Default::default()
+        };
+        let dev = match dev {
+            Ok(d) => d,
+            Err(e) => {
+                out.error = Some(e);
+                return out;
+            }
+        };
+        out.listen_port = dev.listen_port;
+        for p in &dev.peers {
+            let key = crate::wireguard::encode_key(&p.public_key);
+            let host = st
+                .peers
+                .iter()
+                .find(|h| h.wg_key.as_deref() == Some(key.as_str()))
+                .map(|h| h.host.clone());
+            out.peers.push(WireguardPeer {
+                host,
+                public_key: key,
+                endpoint: p.endpoint.map(|e| e.to_string()),
+                last_handshake: p.last_handshake,
+                handshake_age: (p.last_handshake != 0)
+                    .then(|| now.saturating_sub(p.last_handshake)),
+                stale: crate::wireguard::handshake_stale(p.last_handshake, now, p.tx_bytes),
+                rx_bytes: p.rx_bytes,
+                tx_bytes: p.tx_bytes,
+                rate: None,
+            });
+        }
+        // In the order of the network's peers, unknown keys last.
+        out.peers.sort_by_key(|p| {
+            p.host
+                .as_ref()
+                .and_then(|h| st.peers.iter().position(|x| &x.host == h))
+                .unwrap_or(usize::MAX)
+        });
+        out
+    }
+}
+
+impl WireguardPeer {
+    /// `handshake 12 s ago` / `no handshake yet`, as `wirehook ps` says it.
+    pub fn handshake_text(&self) -> String {
+        crate::wireguard::handshake_text(
+            self.last_handshake,
+            self.last_handshake + self.handshake_age.unwrap_or(0),
+        )
+    }
 }
 
 /// How a namespace got a name.
@@ -348,9 +468,22 @@ impl Snapshot {
                 links.insert((ns.inode, l.index), (name_hash(&l.name), l.stats));
             }
         }
+        let wireguard = self
+            .wireguard
+            .iter()
+            .flat_map(|d| {
+                d.peers.iter().map(|p| {
+                    (
+                        (d.device.clone(), p.public_key.clone()),
+                        (p.rx_bytes, p.tx_bytes),
+                    )
+                })
+            })
+            .collect();
         RateBase {
             taken_at: self.taken_at,
             links,
+            wireguard,
         }
     }
 
@@ -369,6 +502,30 @@ impl Snapshot {
                     .get(&(ns.inode, l.index))
                     .filter(|(h, _)| *h == name_hash(&l.name))
                     .map(|(_, o)| Rate::between(o, &l.stats, secs));
+            }
+        }
+        for d in &mut self.wireguard {
+            for p in &mut d.peers {
+                p.rate = base
+                    .wireguard
+                    .get(&(d.device.clone(), p.public_key.clone()))
+                    .map(|(rx, tx)| {
+                        let old = Counters {
+                            rx_bytes: *rx,
+                            tx_bytes: *tx,
+                            ..Default::default()
+                        };
+                        let new = Counters {
+                            rx_bytes: p.rx_bytes,
+                            tx_bytes: p.tx_bytes,
+                            ..Default::default()
+                        };
+                        let r = Rate::between(&old, &new, secs);
+                        PeerRate {
+                            rx_bytes: r.rx_bytes,
+                            tx_bytes: r.tx_bytes,
+                        }
+                    });
             }
         }
         self.finish();

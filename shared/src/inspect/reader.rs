@@ -848,6 +848,7 @@ impl Reader {
             namespaces,
             totals: Default::default(),
             overlays: Vec::new(),
+            wireguard: Vec::new(),
         };
         resolve_peers(&mut snap, &framed, &self.frame);
         snap

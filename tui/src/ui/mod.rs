@@ -18,6 +18,9 @@ use crate::format;
 /// Colours with meaning (style assertions in the tests use these).
 pub const ERROR: Style = Style::new().fg(Color::Red);
 pub const DOWN: Style = Style::new().fg(Color::Red);
+/// A WireGuard handshake older than the reject-after time, or none while
+/// traffic is sent.
+pub const STALE: Style = Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD);
 pub const UP: Style = Style::new().fg(Color::Green);
 pub const PAUSED: Style = Style::new()
     .fg(Color::Black)

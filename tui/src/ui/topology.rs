@@ -1,17 +1,20 @@
 //! The topology view: per namespace, its bridges with their ports and the
 //! namespaces behind them (through veth peers), overlay (vxlan) devices
-//! with the remote hosts wirehook programmed on them,
-//! and the macvlan/ipvlan devices hanging on its links.
+//! with the remote hosts wirehook programmed on them (on an encrypted
+//! network each one's WireGuard handshake and traffic, stale handshakes
+//! in the warning style), and the macvlan/ipvlan devices hanging on its
+//! links.
 
 use ratatui::layout::Rect;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::{state_style, DIM, HEADER, RX, TX};
+use super::{state_style, DIM, HEADER, RX, STALE, TX};
 use crate::app::App;
 use crate::format;
-use wirehook_shared::inspect::{Link, Namespace, Snapshot};
+use wirehook_shared::inspect::{Link, Namespace, Snapshot, WireguardDevice, WireguardPeer};
 
 fn peer_desc(snap: &Snapshot, here: &Namespace, l: &Link) -> String {
     match &l.peer {
@@ -38,6 +41,114 @@ fn rate_spans(l: &Link, bits: bool) -> Vec<Span<'static>> {
         Span::raw(" "),
         Span::styled(format!("tx {}", format::rate(r.tx_bytes, bits)), TX),
     ]
+}
+
+/// A WireGuard peer's handshake, bytes and rates, after its host.
+fn wireguard_spans(p: &WireguardPeer, bits: bool) -> Vec<Span<'static>> {
+    let mut s = vec![
+        Span::raw(", "),
+        Span::styled(
+            p.handshake_text(),
+            if p.stale { STALE } else { Style::new() },
+        ),
+    ];
+    s.push(Span::styled(
+        format!(
+            "  {} in, {} out",
+            format::bytes(p.rx_bytes),
+            format::bytes(p.tx_bytes)
+        ),
+        DIM,
+    ));
+    if let Some(r) = p.rate {
+        s.push(Span::raw("  "));
+        s.push(Span::styled(
+            format!("rx {}", format::rate(r.rx_bytes, bits)),
+            RX,
+        ));
+        s.push(Span::raw(" "));
+        s.push(Span::styled(
+            format!("tx {}", format::rate(r.tx_bytes, bits)),
+            TX,
+        ));
+    }
+    s
+}
+
+/// The peers of an overlay network, under its VXLAN device; on an
+/// encrypted one (`wg`: its WireGuard device as read) each with its
+/// handshake and traffic, and keys the device has that no peer of the
+/// network has last.
+fn peer_lines(
+    out: &mut Vec<Line<'static>>,
+    st: &wirehook_shared::overlay::LocalState,
+    wg: Option<&WireguardDevice>,
+    bits: bool,
+) {
+    let Some(wg) = wg.filter(|_| !st.wireguard.is_empty()) else {
+        for (i, p) in st.peers.iter().enumerate() {
+            let branch = if i + 1 == st.peers.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            out.push(Line::from(format!("    {branch} peer {}", p.describe())));
+        }
+        return;
+    };
+    if let Some(e) = &wg.error {
+        out.push(Line::from(Span::styled(
+            format!("    {}: {e}", wg.device),
+            STALE,
+        )));
+    }
+    // (what, its WireGuard peer, or what `ps` says when there is none)
+    let mut rows: Vec<(String, Result<&WireguardPeer, &str>)> = st
+        .peers
+        .iter()
+        .map(|p| {
+            let w = match p.wg_key.as_deref() {
+                None => Err("no WireGuard key"),
+                Some(k) => wg
+                    .peers
+                    .iter()
+                    .find(|w| w.public_key == k)
+                    .ok_or("not a WireGuard peer"),
+            };
+            (format!("peer {}", p.describe()), w)
+        })
+        .collect();
+    for w in &wg.peers {
+        if !st
+            .peers
+            .iter()
+            .any(|p| p.wg_key.as_deref() == Some(w.public_key.as_str()))
+        {
+            let short: String = w.public_key.chars().take(8).collect();
+            rows.push((
+                format!("key {short}… via {}", w.endpoint.as_deref().unwrap_or("-")),
+                Ok(w),
+            ));
+        }
+    }
+    for (i, (what, w)) in rows.iter().enumerate() {
+        let branch = if i + 1 == rows.len() {
+            "└─"
+        } else {
+            "├─"
+        };
+        let mut s = vec![Span::raw(format!("    {branch} {what}"))];
+        match w {
+            Ok(w) => s.extend(wireguard_spans(w, bits)),
+            // The device was not read: its error line says why.
+            Err(_) if wg.error.is_some() => {}
+            Err(why) => {
+                s.push(Span::raw(", "));
+                s.push(Span::styled(*why, STALE));
+            }
+        }
+        out.push(Line::from(s));
+    }
 }
 
 /// The topology as lines (also used by tests).
@@ -133,14 +244,8 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
                     format!("    network {}", st.summary()),
                     DIM,
                 )));
-                for (i, p) in st.peers.iter().enumerate() {
-                    let branch = if i + 1 == st.peers.len() {
-                        "└─"
-                    } else {
-                        "├─"
-                    };
-                    out.push(Line::from(format!("    {branch} peer {}", p.describe())));
-                }
+                let wg = snap.wireguard.iter().find(|w| w.network == st.network);
+                peer_lines(&mut out, st, wg, app.bits);
             }
         }
         let mut parents: Vec<&String> = children.iter().map(|(p, _, _)| p).collect();
