@@ -178,6 +178,22 @@ impl TestHost {
         cmd::run(&mut self.command(argv), None, DEFAULT_TIMEOUT)
     }
 
+    /// `wiretop --once --json` inside the host namespace, on this host's
+    /// root (the `wiretop` built beside `wirehook`): its snapshot.
+    pub fn wiretop_json(&self) -> Value {
+        let wiretop = Self::wirehook_bin().with_file_name("wiretop");
+        let root = self.root().to_str().expect("UTF-8 root").to_string();
+        let out = self.exec(&[
+            wiretop.to_str().expect("UTF-8 path"),
+            "--root",
+            &root,
+            "--once",
+            "--json",
+        ]);
+        serde_json::from_slice(&out.expect_success("wiretop --once --json").stdout)
+            .expect("wiretop prints JSON")
+    }
+
     /// Runs `sh -c script` inside the host namespace.
     pub fn sh(&self, script: &str) -> Output {
         self.exec(&["sh", "-c", script])

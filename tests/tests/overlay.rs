@@ -174,20 +174,7 @@ fn three_hosts_reach_each_other_and_other_overlays_do_not() {
         "{ps}"
     );
     // wiretop shows the same peers next to the VXLAN device.
-    let wiretop = TestHost::wirehook_bin().with_file_name("wiretop");
-    let root = h1.root().to_str().unwrap().to_string();
-    let snap: Value = serde_json::from_slice(
-        &h1.exec(&[
-            wiretop.to_str().unwrap(),
-            "--root",
-            &root,
-            "--once",
-            "--json",
-        ])
-        .expect_success("wiretop --once --json")
-        .stdout,
-    )
-    .unwrap();
+    let snap = h1.wiretop_json();
     let ov = snap["overlays"]
         .as_array()
         .expect("overlays in the snapshot")

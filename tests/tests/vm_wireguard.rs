@@ -663,21 +663,8 @@ fn in_vm_encrypted_overlay() {
 /// (waited for, as the peers may be reprogrammed meanwhile on a loaded
 /// machine).
 fn wiretop_shows_handshakes(h: &ClusterHost, hosts: &[&str]) {
-    let wiretop = TestHost::wirehook_bin().with_file_name("wiretop");
-    let root = h.root().to_str().unwrap().to_string();
     let look = || -> Result<String, String> {
-        let snap: Value = serde_json::from_slice(
-            &h.exec(&[
-                wiretop.to_str().unwrap(),
-                "--root",
-                &root,
-                "--once",
-                "--json",
-            ])
-            .expect_success("wiretop --once --json")
-            .stdout,
-        )
-        .expect("wiretop prints JSON");
+        let snap = h.wiretop_json();
         let wg = snap["wireguard"]
             .as_array()
             .and_then(|a| a.iter().find(|d| d["network"] == "sec"))
