@@ -41,11 +41,24 @@ fn none_has_only_loopback_up() {
 }
 
 /// A process that stays in the test host's own namespace (host mode).
+/// Returned once it is in there: the pid is `nsenter`'s, which enters the
+/// namespace only after it has started (a loaded machine showed the hook
+/// looking first).
 fn host_process(host: &TestHost) -> std::process::Child {
-    host.command(&["sleep", "600"])
+    use std::os::unix::fs::MetadataExt;
+    let p = host
+        .command(&["sleep", "600"])
         .stdin(Stdio::null())
         .spawn()
-        .expect("spawn sleep in the host ns")
+        .expect("spawn sleep in the host ns");
+    let ns = format!("/proc/{}/ns/net", p.id());
+    assert!(
+        wirehook_tests::cluster::eventually(std::time::Duration::from_secs(30), || {
+            std::fs::metadata(&ns).is_ok_and(|m| m.ino() == host.netns_inode())
+        }),
+        "the process never entered the host's namespace"
+    );
+    p
 }
 
 #[test]
