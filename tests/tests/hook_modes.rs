@@ -41,24 +41,28 @@ fn none_has_only_loopback_up() {
 }
 
 /// A process that stays in the test host's own namespace (host mode).
-/// Returned once it is in there: the pid is `nsenter`'s, which enters the
-/// namespace only after it has started (a loaded machine showed the hook
-/// looking first).
 fn host_process(host: &TestHost) -> std::process::Child {
-    use std::os::unix::fs::MetadataExt;
     let p = host
         .command(&["sleep", "600"])
         .stdin(Stdio::null())
         .spawn()
         .expect("spawn sleep in the host ns");
-    let ns = format!("/proc/{}/ns/net", p.id());
+    wait_until_in(p.id(), host.netns_inode(), "the host's namespace");
+    p
+}
+
+/// Wait until process `pid` is in the namespace with inode `ns`. A pid
+/// spawned through `nsenter` is nsenter's, which enters only after it has
+/// started: a loaded machine showed the hook looking first.
+fn wait_until_in(pid: u32, ns: u64, what: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let path = format!("/proc/{pid}/ns/net");
     assert!(
         wirehook_tests::cluster::eventually(std::time::Duration::from_secs(30), || {
-            std::fs::metadata(&ns).is_ok_and(|m| m.ino() == host.netns_inode())
+            std::fs::metadata(&path).is_ok_and(|m| m.ino() == ns)
         }),
-        "the process never entered the host's namespace"
+        "process {pid} never entered {what}"
     );
-    p
 }
 
 #[test]
@@ -120,6 +124,11 @@ fn container_mode_shares_the_owners_namespace() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    let owner_ns = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(owner.netns_path()).unwrap().ino()
+    };
+    wait_until_in(sharer.id(), owner_ns, "the owner's namespace");
     let sid = host.unique_id("sh");
     let bundle = write_minimal_bundle(&host.root().join("sb"), &NetNsEntry::Fresh, &[]);
     for key in ["db", owner.id()] {
