@@ -62,21 +62,7 @@ impl RawSocket {
         name: libc::c_int,
         val: libc::c_int,
     ) -> io::Result<()> {
-        // SAFETY: val is a valid c_int of the given size.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                level,
-                name,
-                &val as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        self.set(level, name, &val)
     }
 
     /// A blocking receive gives up after `d` (WouldBlock): a confused
@@ -86,14 +72,19 @@ impl RawSocket {
             tv_sec: d.as_secs() as libc::time_t,
             tv_usec: d.subsec_micros() as libc::suseconds_t,
         };
-        // SAFETY: tv is a valid timeval of the given size.
+        self.set(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
+    }
+
+    /// setsockopt(2) with a plain-data value.
+    fn set<T>(&self, level: libc::c_int, name: libc::c_int, val: &T) -> io::Result<()> {
+        // SAFETY: val points at a valid T of the given size.
         let rc = unsafe {
             libc::setsockopt(
                 self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                level,
+                name,
+                val as *const T as *const libc::c_void,
+                std::mem::size_of::<T>() as libc::socklen_t,
             )
         };
         if rc < 0 {
