@@ -179,7 +179,7 @@ fn rotate_key(paths: &Paths) -> Result<()> {
         // it (see `driver::rekey`); the reconcile below publishes it.
         let nl = Netlink::new()?;
         for n in &names {
-            driver::rekey(paths, &nl, n)?;
+            driver::rekey(paths, &nl, &key, n)?;
         }
     }
     log::info(format!(

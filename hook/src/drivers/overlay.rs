@@ -317,14 +317,14 @@ pub fn realize(
 }
 
 /// Key this host's WireGuard device of network `net` (if it is an
-/// encrypted one joined here) with the key file's key, keeping its peers
+/// encrypted one joined here) with `key`, the one just saved, keeping its peers
 /// and their sessions' addresses: the first step of a key rotation, before
 /// the new public key is published. Another host's agent then swaps in the
 /// new key as a new peer, which WireGuard greets with a keepalive at once,
 /// and this host already answers to it. (Published first, a peer swapped
 /// before this device was rekeyed had its handshake refused and waited for
 /// WireGuard's 5 s handshake retry.)
-pub fn rekey(paths: &Paths, nl: &Netlink, net: &str) -> Result<()> {
+pub fn rekey(paths: &Paths, nl: &Netlink, key: &KeyPair, net: &str) -> Result<()> {
     let Some(st) = LocalState::load(paths, net)? else {
         return Ok(());
     };
@@ -334,8 +334,7 @@ pub fn rekey(paths: &Paths, nl: &Netlink, net: &str) -> Result<()> {
     let Some(link) = nl.link(&st.wireguard)? else {
         return Ok(()); // not made yet: made with the new key
     };
-    let key = KeyPair::load_or_create(paths)?;
-    Genl::open()?.configure(link.index, &key, overlay::wireguard_port(st.vni), &[], &[])
+    Genl::open()?.configure(link.index, key, overlay::wireguard_port(st.vni), &[], &[])
 }
 
 /// Does device `index` carry this host's key and the network's port?
@@ -590,10 +589,10 @@ pub fn wireguard_state(net: &str) -> Result<wireguard::DeviceState> {
 /// [`wireguard::handshake_text`]).
 pub fn handshake_text(dev: &wireguard::DeviceState, key: Option<&str>) -> String {
     let Some(k) = key.and_then(wireguard::decode_key) else {
-        return "no WireGuard key".into();
+        return wireguard::NO_KEY_TEXT.into();
     };
     match dev.peers.iter().find(|p| p.public_key == k) {
-        None => "not a WireGuard peer".into(),
+        None => wireguard::NOT_A_PEER_TEXT.into(),
         Some(p) => wireguard::handshake_text(p.last_handshake, wirehook_shared::network::now()),
     }
 }
