@@ -50,6 +50,12 @@ pub fn handshake_text(last: u64, now: u64) -> String {
     }
 }
 
+/// What `wirehook ps` and wiretop say of a network's host that has
+/// published no WireGuard key yet.
+pub const NO_KEY_TEXT: &str = "no WireGuard key";
+/// ... and of one whose key is not among this host's device's peers.
+pub const NOT_A_PEER_TEXT: &str = "not a WireGuard peer";
+
 /// Is a peer's handshake stale: older than [`REJECT_AFTER`], or none at
 /// all although this host has sent the peer something (`tx_bytes`).
 pub fn handshake_stale(last: u64, now: u64, tx_bytes: u64) -> bool {

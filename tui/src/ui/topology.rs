@@ -108,12 +108,12 @@ fn peer_lines(
         .iter()
         .map(|p| {
             let w = match p.wg_key.as_deref() {
-                None => Err("no WireGuard key"),
+                None => Err(wirehook_shared::wireguard::NO_KEY_TEXT),
                 Some(k) => wg
                     .peers
                     .iter()
                     .find(|w| w.public_key == k)
-                    .ok_or("not a WireGuard peer"),
+                    .ok_or(wirehook_shared::wireguard::NOT_A_PEER_TEXT),
             };
             (format!("peer {}", p.describe()), w)
         })
