@@ -24,6 +24,8 @@
 //!   cluster or in local files for one host.
 //! - [`dns`] is the per-host resolver's codec, name table and control
 //!   protocol (container names on every network).
+//! - [`procfs`] reads `/proc/PID/stat` and `cmdline` (the hook's caller,
+//!   a container process's start time; wiretop's processes).
 //! - [`error`] is the error type every module returns.
 
 pub mod annotations;
@@ -44,6 +46,7 @@ pub mod nlraw;
 pub mod overlay;
 pub mod paths;
 pub mod ports;
+pub mod procfs;
 pub mod store;
 pub mod sysctl;
 pub mod wireguard;

@@ -13,8 +13,11 @@
 //! A [`Netlink`] is bound to the namespace it was opened in. Open one in the
 //! host namespace with [`Netlink::new`] and one inside a container's
 //! namespace with [`Netlink::in_netns`] (the socket is created inside and
-//! stays bound there after the thread returns). rtnetlink is async; each
-//! handle drives a current-thread tokio runtime, which costs microseconds.
+//! stays bound there after the thread returns), or with
+//! [`Netlink::beside`] to share the first one's runtime. rtnetlink is
+//! async; each handle drives a current-thread tokio runtime, which costs
+//! microseconds to build (tens, with its epoll and eventfd: the hook builds
+//! one per run).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
@@ -126,7 +129,7 @@ fn fmt_mac(m: &[u8; 6]) -> String {
 }
 
 pub struct Netlink {
-    rt: tokio::runtime::Runtime,
+    rt: std::sync::Arc<tokio::runtime::Runtime>,
     handle: rtnetlink::Handle,
 }
 
@@ -149,6 +152,11 @@ impl Netlink {
             .enable_io()
             .build()
             .map_err(|e| Error::sys("start netlink runtime", e))?;
+        Netlink::on(std::sync::Arc::new(rt))
+    }
+
+    /// A socket in the current namespace, driven by `rt`.
+    fn on(rt: std::sync::Arc<tokio::runtime::Runtime>) -> Result<Netlink> {
         let (conn, handle, _) = {
             let _ctx = rt.enter();
             rtnetlink::new_connection().map_err(|e| Error::sys("open netlink socket", e))?
@@ -161,6 +169,13 @@ impl Netlink {
     pub fn in_netns(ns: &NetNs) -> Result<Netlink> {
         let _guard = ns.enter()?;
         Netlink::new()
+    }
+
+    /// A socket inside `ns` on this handle's runtime (one runtime for
+    /// both sides of a setup).
+    pub fn beside(&self, ns: &NetNs) -> Result<Netlink> {
+        let _guard = ns.enter()?;
+        Netlink::on(self.rt.clone())
     }
 
     fn block<F: std::future::Future>(&self, f: F) -> F::Output {

@@ -42,10 +42,10 @@ impl Paths {
     /// Refuse to work through state directories that are symbolic links
     /// (someone swapped one for a link elsewhere): writes through them
     /// would land outside the run directory. Missing ones are fine (made
-    /// on first use). One lstat per directory.
+    /// on first use). One lstat of the run directory and one listing of
+    /// it, whose entries carry their type.
     pub fn check_state_dirs(&self) -> crate::Result<()> {
-        let dirs = [
-            "",
+        const DIRS: [&str; 9] = [
             "containers",
             "names",
             "sharers",
@@ -56,13 +56,25 @@ impl Paths {
             "realized",
             "overlay",
         ];
-        for d in dirs {
-            let p = self.run_dir.join(d);
-            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-                return Err(crate::Error::invalid(format!(
-                    "{} is a symbolic link, not a directory: wirehook writes its state only into real directories; remove the link (`wirehook gc` recreates what it needs)",
-                    p.display()
-                )));
+        let refuse = |p: &Path| {
+            Err(crate::Error::invalid(format!(
+                "{} is a symbolic link, not a directory: wirehook writes its state only into real directories; remove the link (`wirehook gc` recreates what it needs)",
+                p.display()
+            )))
+        };
+        match std::fs::symlink_metadata(&self.run_dir) {
+            Ok(m) if m.file_type().is_symlink() => return refuse(&self.run_dir),
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+        let Ok(entries) = std::fs::read_dir(&self.run_dir) else {
+            return Ok(());
+        };
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_symlink())
+                && e.file_name().to_str().is_some_and(|n| DIRS.contains(&n))
+            {
+                return refuse(&e.path());
             }
         }
         Ok(())
@@ -135,5 +147,35 @@ impl Paths {
     /// Fallback log when there is no syslog socket.
     pub fn log_file(&self) -> PathBuf {
         self.run_dir.join("wirehook.log")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_dirs_that_are_links_are_refused() {
+        let root = std::env::temp_dir().join(format!("wh-paths-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let paths = Paths::under(&root);
+        // Nothing there yet: fine (made on first use).
+        paths.check_state_dirs().unwrap();
+        std::fs::create_dir_all(paths.run_dir.join("containers")).unwrap();
+        std::fs::write(paths.run_dir.join("wirehook.log"), b"").unwrap();
+        std::os::unix::fs::symlink("/tmp", paths.run_dir.join("unrelated")).unwrap();
+        paths.check_state_dirs().unwrap();
+
+        std::os::unix::fs::symlink("/tmp", paths.run_dir.join("leases")).unwrap();
+        let e = paths.check_state_dirs().unwrap_err().to_string();
+        assert!(e.contains("leases is a symbolic link"), "{e}");
+        std::fs::remove_file(paths.run_dir.join("leases")).unwrap();
+
+        let real = root.join("elsewhere");
+        std::fs::rename(&paths.run_dir, &real).unwrap();
+        std::os::unix::fs::symlink(&real, &paths.run_dir).unwrap();
+        let e = paths.check_state_dirs().unwrap_err().to_string();
+        assert!(e.contains("run/wirehook is a symbolic link"), "{e}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

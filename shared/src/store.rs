@@ -361,10 +361,7 @@ impl<'a> Records<'a> {
 
 /// Start time of a process (field 22 of /proc/PID/stat), if it exists.
 pub fn process_start(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    crate::procfs::stat(pid).map(|s| s.start)
 }
 
 /// Is the process recorded at setup still the one running under that pid?

@@ -302,6 +302,87 @@ fn other_names_are_forwarded_except_from_internal_networks() {
     assert_clean(&host);
 }
 
+/// Nothing answers on 127.0.0.11 inside `c`'s namespace.
+fn no_resolver_in(c: &Container<'_>, what: &str) {
+    assert!(
+        dns_query(
+            &c.netns_path(),
+            RESOLVER,
+            "keeper",
+            TYPE_A,
+            Duration::from_millis(500)
+        )
+        .is_err(),
+        "{what}: the resolver still listens in {}",
+        c.id()
+    );
+}
+
+/// With a resolver running, a setup sends it the container's namespace
+/// once loopback is up and its names before the record is written, and
+/// reads the answers at the end. Whatever stops the setup in between
+/// takes them back: a failure (the rollback), a kill (poststop, or gc).
+#[test]
+fn names_sent_ahead_of_a_setup_that_fails_or_dies_are_taken_back() {
+    let host = TestHost::new("nameahead");
+    let keeper = host.container("k");
+    wire(&host, &keeper, &annotations("bridge", "keeper", None));
+    // After the prepare (address) and after the names went ahead.
+    for step in ["address", "bindmount", "record", "dns", "done"] {
+        let c = host.container(&format!("f{step}"));
+        setup_env(
+            &host,
+            &c,
+            &annotations("bridge", "doomed", None),
+            &[("WIREHOOK_FAIL_AT", step)],
+        )
+        .expect_failure(step);
+        nxdomain(&keeper, "doomed");
+        no_resolver_in(&c, &format!("failed at {step}"));
+    }
+    // Killed between the names sent ahead and the record, as a runtime
+    // kills a hook past its timeout: the names resolve until the
+    // runtime's poststop (or gc) takes them back.
+    for cleaner in ["poststop", "gc"] {
+        let c = host.container(&format!("k{cleaner}"));
+        let out = setup_env(
+            &host,
+            &c,
+            &annotations("bridge", "ghost", None),
+            &[("WIREHOOK_KILL_AT", "record")],
+        );
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "killed at record\n{}",
+            out.report()
+        );
+        assert_eq!(ask(&keeper, "ghost").rcode, rcode::NOERROR, "sent ahead");
+        match cleaner {
+            "poststop" => unwire(&host, c.id()),
+            _ => {
+                let out = host.wirehook(&["gc"], None).expect_success("gc");
+                let said = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    said.contains(&format!("removed the names of {} (no record)", c.id())),
+                    "{said}"
+                );
+            }
+        }
+        nxdomain(&keeper, "ghost");
+        no_resolver_in(&c, &format!("killed, then {cleaner}"));
+    }
+    // And a setup that goes through resolves at once, both ways.
+    let late = host.container("late");
+    wire(&host, &late, &annotations("bridge", "late", None));
+    resolves(&keeper, "late", ipv4_of(&late));
+    resolves(&late, "keeper", ipv4_of(&keeper));
+    for c in [&keeper, &late] {
+        unwire(&host, c.id());
+    }
+    assert_clean(&host);
+}
+
 #[test]
 fn networks_without_names() {
     let host = TestHost::new("nodns");

@@ -241,18 +241,33 @@ pub fn run(paths: &Paths, dry_run: bool) -> Result<()> {
 
 /// Every live container with names is attached to a running resolver:
 /// start it if it is gone (it attaches them all from the records), attach
-/// those it misses.
+/// those it misses; and the resolver answers for no container without a
+/// record (a setup killed after it sent the names ahead of its record).
 fn names(paths: &Paths, live: &HashSet<String>, dry_run: bool) {
-    let records = Records::new(paths);
+    let records = Records::new(paths).list();
+    let running = crate::dns::status(paths, false).ok().flatten();
+    if let Some(st) = &running {
+        for c in &st.containers {
+            if records.iter().any(|r| r.id == c.id && r.wants_dns()) {
+                continue;
+            }
+            if dry_run {
+                println!("would remove the names of {} (no record)", c.id);
+                continue;
+            }
+            match crate::dns::detach(paths, &c.id) {
+                Ok(()) => println!("removed the names of {} (no record)", c.id),
+                Err(e) => println!("  problem: {}: {e}", c.id),
+            }
+        }
+    }
     let want: Vec<_> = records
-        .list()
         .into_iter()
         .filter(|r| live.contains(&r.id) && r.wants_dns())
         .collect();
     if want.is_empty() {
         return;
     }
-    let running = crate::dns::status(paths, false).ok().flatten();
     if dry_run {
         match running {
             None => println!("would start the resolver for {} container(s)", want.len()),

@@ -163,9 +163,11 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
     }
     // The previous run of this id may still be finishing its teardown.
     crate::finish::settle_previous_run(paths, &state.id, crate::finish::wait_budget())?;
+    let caller = crate::caller::Caller::read();
     let mut name = annotations::container_name(&ann, &state.id);
     if name == state.id {
-        if let Some(n) = crate::caller::conmon_name()
+        if let Some(n) = caller
+            .conmon_name
             .filter(|n| wirehook_shared::fsutil::is_safe_component(n, 128))
         {
             name = n;
@@ -184,16 +186,20 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
     let pod = crate::policy::pod_of(&ann)?;
     log::phase("open");
     let mut undo = Undo::default();
+    let who = Identity {
+        name,
+        pod,
+        runtime_root: caller.runtime_root,
+    };
     let result = wire(
         paths,
         state,
         pid,
         &req,
-        &name,
+        who,
         &netns,
         &bundle_netns,
         &host_nl,
-        pod,
         &mut undo,
     );
     match result {
@@ -227,20 +233,30 @@ pub fn setup(paths: &Paths, state: &State) -> Result<()> {
     }
 }
 
+/// Who the container is, as the record keeps it.
+struct Identity {
+    /// Its name (annotation, else conmon's, else its id).
+    name: String,
+    /// Its pod, if any.
+    pod: Option<String>,
+    /// The runtime root that created it (see [`crate::caller`]).
+    runtime_root: String,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn wire(
     paths: &Paths,
     state: &State,
     pid: i32,
     req: &annotations::Request,
-    name: &str,
+    who: Identity,
     netns: &NetNs,
     bundle_netns: &BundleNetns,
     host_nl: &Netlink,
-    pod: Option<String>,
     undo: &mut Undo,
 ) -> wirehook_shared::Result<ContainerRecord> {
     let records = Records::new(paths);
+    let name = who.name.as_str();
     let mut rec = ContainerRecord {
         version: RECORD_VERSION,
         id: state.id.clone(),
@@ -254,14 +270,18 @@ fn wire(
         pid,
         pid_start: store::process_start(pid).unwrap_or(0),
         bundle: (!state.bundle.as_os_str().is_empty()).then(|| state.bundle.clone()),
-        pod,
-        runtime_root: Some(crate::caller::runtime_root()),
+        pod: who.pod,
+        runtime_root: Some(who.runtime_root),
         created: now(),
     };
     fail_point("name")?;
     records.claim_name(name, &state.id)?;
     undo.push(Change::Name(name.to_string()));
+    log::phase("name");
 
+    // A `prepare` sent to the resolver, and whether one was tried.
+    let mut prepared = None;
+    let mut prepared_any = false;
     let mut cx = SetupCx::new(paths, &state.id, req, netns, bundle_netns, host_nl, undo)?;
     match &req.network {
         NetworkRequest::Host => {
@@ -310,7 +330,16 @@ fn wire(
                 )));
             }
             let defs = resolve::networks(paths, host_nl, names, req)?;
+            log::phase("networks");
             cx.container_nl()?.loopback_up()?;
+            log::phase("lo");
+            // The resolver binds the container's sockets (which needs
+            // loopback up) while the links are made.
+            if defs.iter().any(|d| d.dns) {
+                cx.undo.push(Change::Dns(state.id.clone()));
+                prepared_any = true;
+                prepared = crate::dns::prepare(paths, &state.id, pid, rec.pid_start, netns.inode());
+            }
             for (i, def) in defs.iter().enumerate() {
                 let driver = drivers::for_network(def.driver)?;
                 let ifname = match (i, &req.ifname) {
@@ -333,27 +362,53 @@ fn wire(
 
     // Keep the namespace reachable by path (what `prepare` points sharers at).
     log::phase("drivers");
+    let netns_path =
+        (!matches!(rec.mode, Mode::Host | Mode::Container)).then(|| paths.netns_file(&state.id));
+    rec.netns_path = netns_path.clone();
+    // The names, to a resolver already listening, while the record is
+    // written: the answer is collected below.
+    let ahead = if prepared.is_some() && rec.wants_dns() {
+        crate::dns::attach_ahead(paths, &rec)
+    } else {
+        None
+    };
     fail_point("bindmount")?;
-    if !matches!(rec.mode, Mode::Host | Mode::Container) {
-        let path = paths.netns_file(&state.id);
+    if let Some(path) = netns_path {
         // An earlier run's finisher may still be letting go of this path.
         let _lock = crate::finish::mount_lock(paths, &state.id)?;
         let _ = netns::unmount(&path);
         netns.bind_mount(&path)?;
-        undo.push(Change::Mount(path.clone()));
-        rec.netns_path = Some(path);
+        undo.push(Change::Mount(path));
     }
     log::phase("bindmount");
     fail_point("record")?;
     records.put(&rec)?;
     undo.push(Change::Record(state.id.clone()));
     log::phase("record");
-    // Names: the resolver reads the record just written; once it answers,
-    // they resolve, before the container's process runs.
+    // Names: once the resolver answers, they resolve, before the
+    // container's process runs. Answers to what was sent ahead come now;
+    // without them (no resolver ran, or it refused), the attach reads the
+    // record just written, starting a resolver if none runs.
     fail_point("dns")?;
+    if let Some(Err(e)) = prepared.take().map(crate::dns::Pending::collect) {
+        log::warn(format!("the resolver's prepare: {e}"));
+    }
     if rec.wants_dns() {
-        undo.push(Change::Dns(state.id.clone()));
-        crate::dns::attach(paths, &state.id)?;
+        if !prepared_any {
+            undo.push(Change::Dns(state.id.clone()));
+        }
+        match ahead.map(crate::dns::Pending::collect) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                log::warn(format!("the resolver's attach ahead of the record: {e}"));
+                crate::dns::attach(paths, &state.id)?;
+            }
+            None => crate::dns::attach(paths, &state.id)?,
+        }
+    } else if prepared_any {
+        // Prepared for a network with names none of whose drivers made an
+        // interface: nothing to answer for.
+        let _ = crate::dns::detach(paths, &state.id);
     }
     log::phase("dns");
     fail_point("done")?;
@@ -384,6 +439,11 @@ pub fn teardown(paths: &Paths, id: &str, finish: Finish) -> Vec<String> {
     match Records::new(paths).get(id) {
         Ok(Some(rec)) => teardown_locked(paths, &rec, finish, lock),
         Ok(None) => {
+            // A setup killed after it sent the resolver the names ahead of
+            // the record leaves them there: nothing else to undo.
+            if let Err(e) = crate::dns::detach(paths, id) {
+                log::warn(format!("poststop: cannot remove names: {e}"));
+            }
             log::info("poststop: no record, nothing to tear down");
             Vec::new()
         }

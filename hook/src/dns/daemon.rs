@@ -241,6 +241,9 @@ struct Ctr {
     tcp_conns: Arc<AtomicUsize>,
     /// Overlay networks its names are published on in the cluster store.
     published: Vec<String>,
+    /// When a `prepare` bound its sockets, until its `attach` (see
+    /// [`control::PREPARE_TTL`]).
+    prepared: Option<Instant>,
 }
 
 /// A control connection, until its request line is complete.
@@ -361,9 +364,10 @@ impl Daemon {
             if !rec.wants_dns() || !store::process_alive(rec.pid, rec.pid_start) {
                 continue;
             }
-            match self.attach(&rec.id) {
+            let id = rec.id.clone();
+            match self.attach(&id, Some(rec)) {
                 Ok(()) => attached += 1,
-                Err(e) => log::warn(format!("cannot attach {} again: {e}", rec.id)),
+                Err(e) => log::warn(format!("cannot attach {id} again: {e}")),
             }
         }
         let sock = control::socket_path(&self.paths);
@@ -413,6 +417,7 @@ impl Daemon {
             if now.duration_since(self.resolv_checked) >= RESOLV_CHECK {
                 self.resolv_checked = now;
                 self.load_upstreams();
+                self.drop_unattached(now);
                 // A burst of forwarded queries leaves a big table behind.
                 if self.pending.is_empty() && self.pending.capacity() > 1024 {
                     self.pending.shrink_to(1024);
@@ -428,7 +433,11 @@ impl Daemon {
                     }
                 }
             }
-            if self.ctrs.is_empty() && self.conns.is_empty() && self.pending.is_empty() {
+            // Control connections are no reason to stay: an operator's
+            // or gc's status calls every few ms would keep a resolver with
+            // no container forever. One that arrives as it goes gets EOF,
+            // and a client that needs it starts another.
+            if self.ctrs.is_empty() && self.pending.is_empty() {
                 let since = *self.idle_since.get_or_insert(now);
                 if now.duration_since(since) >= LINGER {
                     self.shutdown();
@@ -479,33 +488,74 @@ impl Daemon {
 
     /// Attach container `id` from its record (or refresh it: same
     /// namespace, names and networks from the record again).
-    fn attach(&mut self, id: &str) -> Result<(), String> {
-        let rec = Records::new(&self.paths)
-            .get(id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no record of container {id}"))?;
-        if let Some(&key) = self.by_id.get(id) {
-            if self
-                .ctrs
-                .get(&key)
-                .is_some_and(|c| c.inode == rec.netns_inode)
-            {
-                self.refresh(key, &rec);
-                return Ok(());
+    fn attach(&mut self, id: &str, given: Option<store::ContainerRecord>) -> Result<(), String> {
+        let rec = match given {
+            Some(rec) if rec.id == id => rec,
+            Some(rec) => return Err(format!("a record of {} sent to attach {id}", rec.id)),
+            None => Records::new(&self.paths)
+                .get(id)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no record of container {id}"))?,
+        };
+        if let Some(key) = self.known(id, rec.netns_inode) {
+            if let Some(c) = self.ctrs.get_mut(&key) {
+                c.prepared = None;
             }
-            self.detach_key(key);
+            self.refresh(key, &rec);
+            return Ok(());
         }
         if !rec.wants_dns() {
             return Ok(());
         }
         let ns = open_namespace(&rec)?;
-        let pidfd = pidfd_open(rec.pid)
-            .map_err(|e| format!("cannot watch process {} of {id}: {e}", rec.pid))?;
+        let key = self.listen_in(id, &ns, rec.pid, rec.pid_start, None)?;
+        self.refresh(key, &rec);
+        Ok(())
+    }
+
+    /// The key of container `id` if it is attached or prepared in the
+    /// namespace `inode`; one of that id in another namespace is an
+    /// earlier run of it, let go here.
+    fn known(&mut self, id: &str, inode: u64) -> Option<u64> {
+        let &key = self.by_id.get(id)?;
+        if self.ctrs.get(&key).is_some_and(|c| c.inode == inode) {
+            return Some(key);
+        }
+        self.detach_key(key);
+        None
+    }
+
+    /// Bind container `id`'s sockets ahead of its record (see
+    /// [`control`]): what [`Self::attach`] then finds in place.
+    fn prepare(&mut self, id: &str, pid: i32, pid_start: u64, inode: u64) -> Result<(), String> {
+        if self.known(id, inode).is_some() {
+            return Ok(());
+        }
+        let ns = NetNs::of_pid(pid)
+            .ok()
+            .filter(|ns| ns.inode() == inode)
+            .ok_or_else(|| format!("process {pid} of {id} is not in namespace {inode}"))?;
+        self.listen_in(id, &ns, pid, pid_start, Some(Instant::now()))
+            .map(|_| ())
+    }
+
+    /// Listen in `ns` for container `id` (process `pid`, started at
+    /// `pid_start`), with no names yet; its key.
+    fn listen_in(
+        &mut self,
+        id: &str,
+        ns: &NetNs,
+        pid: i32,
+        pid_start: u64,
+        prepared: Option<Instant>,
+    ) -> Result<u64, String> {
+        let pidfd =
+            pidfd_open(pid).map_err(|e| format!("cannot watch process {pid} of {id}: {e}"))?;
         // The pid is the container's only if it started when the record says.
-        if !store::process_alive(rec.pid, rec.pid_start) {
+        if !store::process_alive(pid, pid_start) {
             return Err(format!("the process of container {id} is gone"));
         }
-        let (udp, tcp) = bind_in(&ns).map_err(|e| {
+        let (udp, tcp) = bind_in(ns).map_err(|e| {
             format!("cannot listen on {RESOLVER_ADDR}:53 in container {id}'s namespace: {e}")
         })?;
         let key = self.next_key;
@@ -526,7 +576,7 @@ impl Daemon {
             key,
             Ctr {
                 id: id.to_string(),
-                inode: rec.netns_inode,
+                inode: ns.inode(),
                 udp,
                 tcp,
                 pidfd,
@@ -536,12 +586,31 @@ impl Daemon {
                 inflight: 0,
                 tcp_conns: Arc::new(AtomicUsize::new(0)),
                 published: Vec::new(),
+                prepared,
             },
         );
         self.by_id.insert(id.to_string(), key);
-        self.refresh(key, &rec);
         self.trim_due = true;
-        Ok(())
+        Ok(key)
+    }
+
+    /// Let go of prepared containers whose attach never came.
+    fn drop_unattached(&mut self, now: Instant) {
+        let stale: Vec<u64> = self
+            .ctrs
+            .iter()
+            .filter(|(_, c)| {
+                c.prepared
+                    .is_some_and(|t| now.duration_since(t) >= control::PREPARE_TTL)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in stale {
+            if let Some(c) = self.ctrs.get(&key) {
+                log::warn(format!("{}: prepared but never attached: let go", c.id));
+            }
+            self.detach_key(key);
+        }
     }
 
     /// Put the record's names and networks in the table and the asker.
@@ -631,6 +700,7 @@ impl Daemon {
         let mut containers: Vec<Attached> = self
             .ctrs
             .values()
+            .filter(|c| c.prepared.is_none())
             .map(|c| Attached {
                 id: c.id.clone(),
                 netns_inode: c.inode,
@@ -698,12 +768,27 @@ impl Daemon {
         self.ep.del(conn.stream.as_raw_fd());
         let Some(line) = line else { return };
         let resp = match serde_json::from_slice::<Request>(&line) {
-            Ok(Request::Attach { id }) => match store::validate_id(&id) {
+            Ok(Request::Attach { id, record }) => match store::validate_id(&id) {
                 Err(e) => Response::error(e.to_string()),
-                Ok(()) => match self.attach(&id) {
+                Ok(()) => match self.attach(&id, record.map(|r| *r)) {
                     Ok(()) => Response::ok(),
                     Err(e) => {
                         log::warn(format!("attach {id}: {e}"));
+                        Response::error(e)
+                    }
+                },
+            },
+            Ok(Request::Prepare {
+                id,
+                pid,
+                pid_start,
+                netns_inode,
+            }) => match store::validate_id(&id) {
+                Err(e) => Response::error(e.to_string()),
+                Ok(()) => match self.prepare(&id, pid, pid_start, netns_inode) {
+                    Ok(()) => Response::ok(),
+                    Err(e) => {
+                        log::warn(format!("prepare {id}: {e}"));
                         Response::error(e)
                     }
                 },

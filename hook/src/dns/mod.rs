@@ -2,8 +2,12 @@
 //! the hook's side of it — attach a container at setup (starting the
 //! daemon if none runs), detach it at teardown, ask for its status.
 //!
-//! The client side is one connect and one round trip on a unix socket:
-//! the hook sends only the container's id, the daemon reads the record.
+//! The client side is a unix socket, one request per connection. A setup
+//! sends its requests ahead ([`prepare`] once the container's loopback is
+//! up, [`attach_ahead`] with the record once its links are made) and
+//! collects the answers ([`Pending::collect`]) after writing the record,
+//! so the daemon works while the hook does; [`attach`] sends only the id
+//! (the daemon reads the record) and starts the daemon if none runs.
 //! Starting the daemon is serialised by `locks/dns-start.lock`, so many
 //! hooks at once start one; it happens for the first container, after the
 //! daemon went away with the last one, or after it was killed (the new one
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant};
 use wirehook_shared::dns::control::{self, CallError, Request, Response, Status};
 use wirehook_shared::fsutil::Lock;
 use wirehook_shared::paths::Paths;
+use wirehook_shared::store::ContainerRecord;
 use wirehook_shared::{Error, Result};
 
 use crate::log;
@@ -66,7 +71,57 @@ fn call_starting(paths: &Paths, req: &Request) -> Result<Response> {
 /// Make the resolver answer container `id`'s names (read from its record),
 /// starting it if needed. Returns once they resolve.
 pub fn attach(paths: &Paths, id: &str) -> Result<()> {
-    call_starting(paths, &Request::Attach { id: id.to_string() }).map(|_| ())
+    let req = Request::Attach {
+        id: id.to_string(),
+        record: None,
+    };
+    call_starting(paths, &req).map(|_| ())
+}
+
+/// A request sent ahead for a container being set up (see
+/// [`control`](wirehook_shared::dns::control)), whose answer the hook
+/// collects once its own work is done: the resolver works meanwhile.
+pub struct Pending(control::Sent);
+
+impl Pending {
+    /// The answer: `Err` if it was a refusal or did not come.
+    pub fn collect(self) -> Result<()> {
+        match self.0.answer() {
+            Ok(resp) => answer(resp).map(|_| ()),
+            Err(e) => Err(err(e.to_string())),
+        }
+    }
+}
+
+/// Send `prepare` for container `id` (process `pid` started at
+/// `pid_start`, in the namespace with inode `netns_inode`): the resolver
+/// binds its sockets while the hook makes its links. Only to a resolver
+/// that runs: starting one is left to [`attach`]. `None` when none runs.
+pub fn prepare(
+    paths: &Paths,
+    id: &str,
+    pid: i32,
+    pid_start: u64,
+    netns_inode: u64,
+) -> Option<Pending> {
+    let req = Request::Prepare {
+        id: id.to_string(),
+        pid,
+        pid_start,
+        netns_inode,
+    };
+    control::send(paths, &req, CALL_TIMEOUT).ok().map(Pending)
+}
+
+/// Send `attach` with `rec`, the record about to be written, so that the
+/// resolver takes the names while the hook writes it. `None` when no
+/// resolver runs.
+pub fn attach_ahead(paths: &Paths, rec: &ContainerRecord) -> Option<Pending> {
+    let req = Request::Attach {
+        id: rec.id.clone(),
+        record: Some(Box::new(rec.clone())),
+    };
+    control::send(paths, &req, CALL_TIMEOUT).ok().map(Pending)
 }
 
 /// Remove container `id`'s names. Never starts a daemon: none running

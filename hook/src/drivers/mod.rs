@@ -74,7 +74,7 @@ impl<'a> SetupCx<'a> {
     /// A netlink socket inside the container's namespace, opened on first use.
     pub fn container_nl(&mut self) -> Result<&Netlink> {
         if self.container_nl.is_none() {
-            self.container_nl = Some(Netlink::in_netns(self.netns)?);
+            self.container_nl = Some(self.host_nl.beside(self.netns)?);
         }
         Ok(self.container_nl.as_ref().expect("just set"))
     }

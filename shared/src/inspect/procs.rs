@@ -168,13 +168,8 @@ impl ProcTable {
     /// `/proc/PID/stat`).
     fn is_kernel_thread(&self, pid: i32) -> bool {
         const PF_KTHREAD: u64 = 0x0020_0000;
-        let Ok(stat) = std::fs::read_to_string(self.proc_root.join(format!("{pid}/stat"))) else {
-            return false;
-        };
-        // After "pid (comm) ": state ppid pgrp session tty_nr tpgid flags.
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(6)?.parse::<u64>().ok())
-            .is_some_and(|flags| flags & PF_KTHREAD != 0)
+        crate::procfs::stat_at(&self.proc_root.join(pid.to_string()))
+            .is_some_and(|s| s.flags & PF_KTHREAD != 0)
     }
 }
 
