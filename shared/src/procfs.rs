@@ -3,8 +3,9 @@
 //! start time) and wiretop for every process.
 //!
 //! `/proc` files report a size of 0, so a plain `std::fs::read` probes
-//! them with reads of 32, 32, 64, 128... bytes; [`read`] reads into a page
-//! at once: one open, one or two reads, one close.
+//! them with reads of 32, 32, 64, 128... bytes after a statx and an
+//! lseek; [`read`] reads into a page at once: one open, two reads, one
+//! close.
 
 use std::io::Read;
 use std::path::Path;
@@ -12,8 +13,22 @@ use std::path::Path;
 /// The whole of a small `/proc` file.
 pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut f = std::fs::File::open(path)?;
-    let mut buf = Vec::with_capacity(4096);
-    f.read_to_end(&mut buf)?;
+    // Not `read_to_end`, which first asks for the size (a statx and an
+    // lseek that a /proc file answers with 0).
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
     Ok(buf)
 }
 
@@ -97,6 +112,12 @@ mod tests {
                 .map(|a| Path::new(std::str::from_utf8(a).unwrap()).file_name()),
             Some(std::env::current_exe().unwrap().file_name())
         );
+        // Longer than the first page.
+        let file = std::env::temp_dir().join(format!("wh-procfs-{me}"));
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        assert_eq!(read(&file).unwrap(), data);
+        std::fs::remove_file(&file).unwrap();
         assert!(stat(i32::MAX).is_none());
         assert!(cmdline(i32::MAX).is_empty());
     }

@@ -83,6 +83,35 @@ fn a_port_a_host_service_listens_on_is_refused_with_its_holder() {
         "the host service answers: {r:?}"
     );
     unwire(&host, c.id());
+    // A port the host uses but takes no traffic on is no conflict: a
+    // connected UDP socket bound to it (setup's quick bind probe is
+    // refused there, and the sock_diag dump then tells). A listener on
+    // IPv6 loopback alone is a conflict (the probe's IPv6 half).
+    let connected = in_netns(host.netns_path(), || {
+        let s = std::net::UdpSocket::bind("127.0.0.1:5400").unwrap();
+        s.connect("127.0.0.1:9").unwrap();
+        s
+    });
+    wire(
+        &host,
+        &c,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "5400:53/udp"),
+        ],
+    );
+    unwire(&host, c.id());
+    drop(connected);
+    let _v6 = EchoServer::tcp(host.netns_path(), "[::1]:2230".parse().unwrap());
+    refused(
+        &host,
+        &c,
+        &[
+            ("io.wirehook.network", "bridge"),
+            ("io.wirehook.ports", "2230:80"),
+        ],
+        &["2230/tcp"],
+    );
     assert_clean(&host);
 }
 
