@@ -82,70 +82,47 @@ impl Listener {
 /// refused bind proves nothing (a connection's ephemeral port, a socket
 /// in TIME_WAIT): [`listeners`] then tells. SCTP is never probed.
 pub fn port_unused(protocol: Protocol, port: u16) -> bool {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let (ty, proto) = match protocol {
-        Protocol::Tcp => (libc::SOCK_STREAM, libc::IPPROTO_TCP),
-        Protocol::Udp => (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+    use nix::errno::Errno;
+    use nix::sys::socket::{
+        bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+        SockaddrIn6,
+    };
+    use std::net::{SocketAddrV4, SocketAddrV6};
+    use std::os::fd::AsRawFd;
+    let ty = match protocol {
+        Protocol::Tcp => SockType::Stream,
+        Protocol::Udp => SockType::Datagram,
         Protocol::Sctp => return false,
     };
-    let set = |fd: &OwnedFd, level: i32, opt: i32| {
-        let one: libc::c_int = 1;
-        // SAFETY: a valid socket and a c_int option of its size.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                level,
-                opt,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-        }
-    };
-    for family in [libc::AF_INET, libc::AF_INET6] {
-        // SAFETY: socket returns a new descriptor or -1.
-        let fd = unsafe { libc::socket(family, ty | libc::SOCK_CLOEXEC, proto) };
-        if fd < 0 {
-            // No IPv6 here: nothing can listen on it.
-            if family == libc::AF_INET6
-                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EAFNOSUPPORT)
-            {
-                continue;
-            }
-            return false;
-        }
-        // SAFETY: fd is ours alone.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        if protocol == Protocol::Tcp && !set(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR) {
-            return false;
-        }
-        let bound = if family == libc::AF_INET {
-            let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-            sa.sin_family = libc::AF_INET as libc::sa_family_t;
-            sa.sin_port = port.to_be();
-            // SAFETY: a sockaddr_in of its size.
-            unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                ) == 0
-            }
+    for v6 in [false, true] {
+        let family = if v6 {
+            AddressFamily::Inet6
         } else {
+            AddressFamily::Inet
+        };
+        let fd = match socket(family, ty, SockFlag::SOCK_CLOEXEC, None) {
+            Ok(fd) => fd,
+            // No IPv6 here: nothing can listen on it.
+            Err(Errno::EAFNOSUPPORT) if v6 => continue,
+            Err(_) => return false,
+        };
+        if protocol == Protocol::Tcp && setsockopt(&fd, sockopt::ReuseAddr, &true).is_err() {
+            return false;
+        }
+        let bound = if v6 {
             // IPv6 only: the IPv4 probe covers the rest.
-            if !set(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) {
-                return false;
-            }
-            let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sa.sin6_port = port.to_be();
-            // SAFETY: a sockaddr_in6 of its size.
-            unsafe {
-                libc::bind(
+            setsockopt(&fd, sockopt::Ipv6V6Only, &true).is_ok()
+                && bind(
                     fd.as_raw_fd(),
-                    (&sa as *const libc::sockaddr_in6).cast(),
-                    std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                ) == 0
-            }
+                    &SockaddrIn6::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)),
+                )
+                .is_ok()
+        } else {
+            bind(
+                fd.as_raw_fd(),
+                &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
+            )
+            .is_ok()
         };
         if !bound {
             return false;
@@ -273,23 +250,29 @@ mod tests {
 
     #[test]
     fn the_bind_probe_sees_every_kind_of_holder_and_frees_what_it_took() {
-        // A TCP listener on one address, of either family.
+        // A TCP listener or a bound UDP socket on one address, of either
+        // family.
         for addr in ["127.0.0.1:0", "[::1]:0"] {
-            let l = std::net::TcpListener::bind(addr).unwrap();
-            let port = l.local_addr().unwrap().port();
-            assert!(!port_unused(Protocol::Tcp, port), "listener on {addr}");
-            drop(l);
-            assert!(port_unused(Protocol::Tcp, port), "{addr} closed");
-            // The probe itself holds nothing afterwards.
-            assert!(port_unused(Protocol::Tcp, port), "{addr} probed twice");
-        }
-        // A bound UDP socket, of either family.
-        for addr in ["127.0.0.1:0", "[::1]:0"] {
-            let u = std::net::UdpSocket::bind(addr).unwrap();
-            let port = u.local_addr().unwrap().port();
-            assert!(!port_unused(Protocol::Udp, port), "udp on {addr}");
-            drop(u);
-            assert!(port_unused(Protocol::Udp, port), "udp {addr} closed");
+            for protocol in [Protocol::Tcp, Protocol::Udp] {
+                let (holder, port): (Box<dyn std::any::Any>, u16) = match protocol {
+                    Protocol::Tcp => {
+                        let l = std::net::TcpListener::bind(addr).unwrap();
+                        let port = l.local_addr().unwrap().port();
+                        (Box::new(l), port)
+                    }
+                    _ => {
+                        let u = std::net::UdpSocket::bind(addr).unwrap();
+                        let port = u.local_addr().unwrap().port();
+                        (Box::new(u), port)
+                    }
+                };
+                let what = format!("{} on {addr}", protocol.as_str());
+                assert!(!port_unused(protocol, port), "{what}");
+                drop(holder);
+                assert!(port_unused(protocol, port), "{what}, closed");
+                // The probe itself holds nothing afterwards.
+                assert!(port_unused(protocol, port), "{what}, probed twice");
+            }
         }
         // SCTP is always left to the dump.
         assert!(!port_unused(Protocol::Sctp, 9));
