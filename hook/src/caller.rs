@@ -42,14 +42,16 @@ fn program(args: &[Vec<u8>]) -> &[u8] {
 /// Only these two are looked at: every `/proc` read costs a start about
 /// 15 µs.
 fn conmon_name(parent: i32, parent_args: &[Vec<u8>]) -> Option<String> {
+    let grandparent_args;
     let args = if program(parent_args) == b"conmon" {
-        parent_args.to_vec()
+        parent_args
     } else {
         let grandparent = procfs::stat(parent)?.ppid;
         if grandparent <= 1 || procfs::stat(grandparent)?.comm != "conmon" {
             return None;
         }
-        procfs::cmdline(grandparent)
+        grandparent_args = procfs::cmdline(grandparent);
+        &grandparent_args
     };
     args.windows(2)
         .find(|w| w[0] == b"-n" || w[0] == b"--name")

@@ -37,6 +37,8 @@ pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
 pub struct Stat {
     /// The command name (at most 15 bytes; may hold spaces and parentheses).
     pub comm: String,
+    /// `R`, `S`, `D`, `Z` (zombie), `X` (dead)...
+    pub state: char,
     pub ppid: i32,
     /// `PF_*` flags.
     pub flags: u64,
@@ -55,6 +57,7 @@ impl Stat {
         let rest: Vec<&str> = line.get(close + 1..)?.split_whitespace().collect();
         Some(Stat {
             comm,
+            state: rest.first()?.chars().next()?,
             ppid: rest.get(1)?.parse().ok()?,
             flags: rest.get(6)?.parse().ok()?,
             start: rest.get(19)?.parse().ok()?,
@@ -95,6 +98,7 @@ mod tests {
         let line = "4242 (a) b (c)) S 17 4242 4242 0 -1 4194560 203 0 0 0 0 0 0 0 20 0 1 0 2246094 2990080 425";
         let s = Stat::parse(line).unwrap();
         assert_eq!(s.comm, "a) b (c)");
+        assert_eq!(s.state, 'S');
         assert_eq!(s.ppid, 17);
         assert_eq!(s.flags, 4194560);
         assert_eq!(s.start, 2246094);

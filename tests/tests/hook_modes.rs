@@ -55,11 +55,9 @@ fn host_process(host: &TestHost) -> std::process::Child {
 /// spawned through `nsenter` is nsenter's, which enters only after it has
 /// started: a loaded machine showed the hook looking first.
 fn wait_until_in(pid: u32, ns: u64, what: &str) {
-    use std::os::unix::fs::MetadataExt;
-    let path = format!("/proc/{pid}/ns/net");
     assert!(
         wirehook_tests::cluster::eventually(std::time::Duration::from_secs(30), || {
-            std::fs::metadata(&path).is_ok_and(|m| m.ino() == ns)
+            wirehook_shared::netns::inode_of_pid(pid as i32) == Some(ns)
         }),
         "process {pid} never entered {what}"
     );
